@@ -1,0 +1,67 @@
+"""Line reading with file:line errors and atomic writing, shared by the TREC and BEIR readers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from bicross.errors import InvalidInput
+
+
+def iter_lines(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without line ending) for each non-blank line of `path`.
+
+    `what` names the expected content ("TREC run file") for the error messages.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InvalidInput(f"{what} {str(path)!r} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{what} {str(path)!r} is a directory: pass the file inside it") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InvalidInput(
+                    f"{path}:{number}: {what} is not valid UTF-8 (byte {raw[error.start]:#04x} at "
+                    f"column {error.start + 1}): re-encode the file as UTF-8"
+                ) from None
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # a byte-order mark some editors add
+            text = text.rstrip("\r\n")
+            if text.strip():
+                yield number, text
+
+
+def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
+    """Write lines (each ending in a newline) so that `path` is either the old or the new file.
+
+    The text goes to a temporary file in the same folder, is flushed to disk, then renamed over
+    `path`; a crash never leaves a half-written file behind.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise InvalidInput(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist; "
+                           "create it first")
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+            handle.writelines(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX only)
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

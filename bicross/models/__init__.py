@@ -1,0 +1,1 @@
+"""Load weights and tokenizers; know nothing about retrieval."""
