@@ -81,10 +81,12 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
 
 
 def _read_csv(path: Path) -> Iterator[Document]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    tsv = path.suffix.lower() == ".tsv"
     lines = (line for _, line in _read_lines(path))
-    reader = csv.DictReader(lines, delimiter=delimiter)
-    for number, record in enumerate(reader, start=2):
+    # TSV has no quoting: a text starting with '"' must not swallow the rows after it.
+    reader = csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.DictReader(lines)
+    for record in reader:
+        number = reader.line_num  # physical line (a quoted field may span several lines)
         if None in record:
             raise InvalidInput(f"{path}:{number}: more fields than the header has columns")
         yield _document_from_record(record, f"{path}:{number}")

@@ -1,15 +1,15 @@
-"""Searcher: first stage (bi-encoder over the collection) then an optional cross-encoder rerank.
+"""Searcher: a first stage (dense, BM25 or hybrid) then an optional cross-encoder rerank.
 
-query -> encode -> exact dense top_k -> rerank the top_k pairs -> top_n hits, with the seconds each stage
-took recorded on every result. Batch search encodes all queries together and scores all pairs together,
-so batches stay full.
+query -> first stage top_k (retrieval.py) -> cross-encoder scores for those pairs -> final order (the
+reranker's alone, or fused with the first stage) -> top_n hits, with the seconds each stage took on every
+result. Batch search encodes all queries together and scores all pairs together, so batches stay full.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,10 @@ from bicross.encoders.bi_encoder import BiEncoder
 from bicross.errors import InvalidInput
 from bicross.index.collection import Collection
 from bicross.models.tokenization import check_texts
+from bicross.rerankers.cache import ScoreCache
 from bicross.rerankers.cross_encoder import CrossEncoder
+from bicross.retrieval import FirstStageConfig, retrieve
+from bicross.scoring.fusion import interpolate
 from bicross.types import Hit, SearchResult, StageTiming
 
 __all__ = ["SearchConfig", "Searcher"]
@@ -26,13 +29,21 @@ __all__ = ["SearchConfig", "Searcher"]
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """How many candidates the first stage returns (top_k) and how many hits come back (top_n)."""
+    """Pipeline shape: candidates (top_k), hits returned (top_n), first stage, reranker fusion.
+
+    `rerank_weight` w sets the final score of a reranked candidate to z(cross-encoder) + w * z(first stage),
+    z-scored over the query's candidates; w = 0 keeps the cross-encoder's order alone.
+    """
 
     top_k: int = 100
     top_n: int = 10
+    first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
+    rerank_weight: float = 1.0
 
     def checked(self, reranking: bool) -> SearchConfig:
         """Return self, or raise InvalidInput for values that cannot work."""
+        if self.rerank_weight < 0:
+            raise InvalidInput(f"rerank_weight must be >= 0, got {self.rerank_weight}")
         if self.top_k <= 0 or self.top_n <= 0:
             raise InvalidInput(f"top_k and top_n must be positive, got top_k={self.top_k}, top_n={self.top_n}")
         if reranking and self.top_k < self.top_n:
@@ -42,15 +53,19 @@ class SearchConfig:
 
 
 class Searcher:
-    """Retrieve with a bi-encoder over a collection, optionally rerank with a cross-encoder."""
+    """Retrieve candidates from a collection, optionally rerank them with a cross-encoder.
+
+    Cross-encoder scores are cached per (query, document text), so repeated pairs are scored once.
+    """
 
     def __init__(self, collection: Collection, encoder: BiEncoder, reranker: CrossEncoder | None = None,
-                 config: SearchConfig | None = None) -> None:
+                 config: SearchConfig | None = None, cache: ScoreCache | None = None) -> None:
         collection.check_encoder(encoder)
         self.collection = collection
         self.encoder = encoder
         self.reranker = reranker
         self.config = config or SearchConfig()
+        self.cache = cache if cache is not None else ScoreCache()
 
     @classmethod
     def open(cls, index: str | Path, *, model: str | None = None, reranker: str | None = "default",
@@ -74,37 +89,42 @@ class Searcher:
                     rerank: bool = True, show_progress: bool = False) -> list[SearchResult]:
         """Search several queries at once; each result carries its share of the batch's stage timings."""
         reranking = rerank and self.reranker is not None
-        config = SearchConfig(top_k or self.config.top_k, top_n or self.config.top_n).checked(reranking)
+        config = replace(self.config, top_k=top_k or self.config.top_k,
+                         top_n=top_n or self.config.top_n).checked(reranking)
         check_texts(queries, "query")
         if not queries:
             return []
-        started = time.perf_counter()
-        vectors = self.encoder.encode_queries(queries)
-        encoded = time.perf_counter()
-        ids, scores = self.collection.dense.search(vectors, config.top_k)  # (queries, top_k)
-        searched = time.perf_counter()
-        timings = [StageTiming("encode", encoded - started), StageTiming("search", searched - encoded)]
-        rerank_scores = None
+        candidates, timings = retrieve(self.collection, self.encoder, queries, config.top_k, config.first_stage)
+        rerank_scores: list[np.ndarray | None] = [None] * len(queries)
         if reranking:
-            rerank_scores = self._rerank(queries, ids, show_progress)
-            timings.append(StageTiming("rerank", time.perf_counter() - searched))
+            started = time.perf_counter()
+            rerank_scores = list(self._rerank(queries, [ids for ids, _ in candidates], show_progress))
+            timings.append(StageTiming("rerank", time.perf_counter() - started))
         share = [StageTiming(t.stage, t.seconds / len(queries)) for t in timings]
         return [
-            self._result(query, ids[row], scores[row], None if rerank_scores is None else rerank_scores[row],
-                         config.top_n, share)
-            for row, query in enumerate(queries)
+            self._result(query, ids, scores, reranked, config, share)
+            for query, (ids, scores), reranked in zip(queries, candidates, rerank_scores, strict=True)
         ]
 
-    def _rerank(self, queries: Sequence[str], ids: np.ndarray, show_progress: bool) -> np.ndarray:
-        assert self.reranker is not None
+    def _rerank(self, queries: Sequence[str], candidate_ids: list[np.ndarray],
+                show_progress: bool) -> list[np.ndarray]:
+        """Cross-encoder scores per query, aligned with its candidates; all pairs go in one batch job."""
+        reranker = self.reranker
+        assert reranker is not None
         documents = self.collection.documents
-        pairs = [(query, documents[doc].full_text) for query, row in zip(queries, ids) for doc in row]
-        return self.reranker.score(pairs, show_progress).reshape(ids.shape)
+        pairs = [(query, documents[doc].full_text)
+                 for query, ids in zip(queries, candidate_ids, strict=True) for doc in ids]
+        flat = self.cache.score(pairs, lambda fresh: reranker.score(fresh, show_progress))
+        bounds = np.cumsum([0] + [len(ids) for ids in candidate_ids])
+        return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def _result(self, query: str, ids: np.ndarray, scores: np.ndarray, rerank_scores: np.ndarray | None,
-                top_n: int, timings: list[StageTiming]) -> SearchResult:
-        final = scores if rerank_scores is None else rerank_scores
-        order = np.argsort(-final, kind="stable")[:top_n]
+                config: SearchConfig, timings: list[StageTiming]) -> SearchResult:
+        final = scores
+        if rerank_scores is not None:
+            final = rerank_scores if config.rerank_weight == 0 or len(ids) < 2 else \
+                interpolate(rerank_scores, scores, config.rerank_weight)
+        order = np.argsort(-final, kind="stable")[:config.top_n]
         hits = []
         for rank, position in enumerate(order, start=1):
             document = self.collection.documents[ids[position]]

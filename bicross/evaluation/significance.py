@@ -25,7 +25,7 @@ _BATCH_ELEMENTS = 1_000_000
 
 
 def _paired_differences(a: Mapping[str, float], b: Mapping[str, float]) -> np.ndarray:
-    """a - b over the shared query ids, in sorted id order so that seeds are reproducible."""
+    """Differences `a - b` over the shared query ids, in sorted id order (reproducible seeds)."""
     shared = sorted(a.keys() & b.keys())
     if not shared:
         raise InvalidInput(
@@ -48,8 +48,8 @@ def paired_randomization_test(a: Mapping[str, float], b: Mapping[str, float],
     >>> paired_randomization_test(a, a)
     1.0
     >>> b = {"q1": 0.1, "q2": 0.2, "q3": 0.1}  # 2 of the 8 sign patterns are as extreme
-    >>> round(paired_randomization_test(a, b, trials=999), 2)
-    0.26
+    >>> round(paired_randomization_test(a, b), 2)
+    0.25
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise InvalidInput(f"trials must be a positive integer, got {trials!r}: use e.g. 10000")
@@ -62,7 +62,8 @@ def paired_randomization_test(a: Mapping[str, float], b: Mapping[str, float],
     hits = 0
     for start in range(0, trials, batch):
         size = min(batch, trials - start)
-        signs = rng.integers(0, 2, size=(size, differences.size)) * 2.0 - 1.0  # (size, queries)
+        # One uniform draw per sign, so the stream (and the p-value) does not depend on batching.
+        signs = np.where(rng.random((size, differences.size)) < 0.5, -1.0, 1.0)  # (size, queries)
         hits += int(np.count_nonzero(np.abs(signs @ differences) >= threshold))
     return (hits + 1) / (trials + 1)
 

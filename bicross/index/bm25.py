@@ -111,7 +111,9 @@ class Bm25Config:
         if isinstance(self.b, bool) or not isinstance(self.b, int | float) or not 0 <= self.b <= 1:
             raise InvalidInput(f"b must be a number between 0 and 1 (0.75 is usual), got {self.b!r}")
         if self.method not in _METHODS:
-            raise InvalidInput(f"method must be one of {_METHODS} ('lucene' is the default), got {self.method!r}")
+            raise InvalidInput(
+                f"method must be one of {_METHODS} ('lucene' is the default), got {self.method!r}"
+            )
         if not isinstance(self.lowercase, bool):
             raise InvalidInput(f"lowercase must be True or False, got {self.lowercase!r}")
 
@@ -143,8 +145,11 @@ class _Analyzer:
     def __call__(self, texts: Sequence[str]) -> list[list[str]]:
         """Terms of each text, in text order, duplicates kept (term frequency matters)."""
         words = [
-            [word for word in _TOKEN_PATTERN.findall(text.lower() if self._lowercase else text)
-             if word not in self._stopwords]
+            [
+                word
+                for word in _TOKEN_PATTERN.findall(text.lower() if self._lowercase else text)
+                if word not in self._stopwords
+            ]
             for text in texts
         ]
         if self._stemmer is None:
@@ -236,7 +241,9 @@ class Bm25Index:
     def load(cls, folder: Path, mmap: bool = False) -> Bm25Index:
         """Read an index written by `save`; `mmap=True` maps the score arrays instead of reading them."""
         folder = Path(folder)
-        missing = [name for name in sorted([_CONFIG_FILE, *_BM25S_FILES.values()]) if not (folder / name).is_file()]
+        missing = [
+            name for name in sorted([_CONFIG_FILE, *_BM25S_FILES.values()]) if not (folder / name).is_file()
+        ]
         if missing:
             raise IndexCorrupt(
                 f"BM25 index in {folder} is incomplete (missing {', '.join(missing)}); "
@@ -295,7 +302,9 @@ def _check_consistent(retriever: bm25s.BM25, config: Bm25Config, num_documents: 
     if (retriever.k1, retriever.b, retriever.method) != (config.k1, config.b, config.method):
         problems.append("the scoring parameters differ from the config file")
     if retriever.scores["num_docs"] != num_documents:
-        problems.append(f"{retriever.scores['num_docs']} documents in the scores, {num_documents} in the config")
+        problems.append(
+            f"{retriever.scores['num_docs']} documents in the scores, {num_documents} in the config"
+        )
     if len(indptr) != len(retriever.vocab_dict) + 1 or (indices.size and indices.max() >= num_documents):
         problems.append("the score arrays do not match the vocabulary or document count")
     if problems:

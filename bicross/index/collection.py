@@ -19,6 +19,7 @@ import numpy as np
 from bicross.corpus import check_documents
 from bicross.encoders.bi_encoder import BiEncoder
 from bicross.errors import IndexCorrupt, IndexMismatch
+from bicross.index.bm25 import Bm25Config, Bm25Index
 from bicross.index.dense import ExactDenseIndex
 from bicross.index.store import commit, read_manifest, verify_files, write_lock
 from bicross.scoring.similarity import normalize_rows
@@ -28,22 +29,33 @@ __all__ = ["Collection"]
 
 
 class Collection:
-    """Documents plus their dense index, as stored in a collection folder."""
+    """Documents plus their dense and BM25 indexes, as stored in a collection folder."""
 
     def __init__(self, path: Path, manifest: dict[str, Any], documents: list[Document],
-                 dense: ExactDenseIndex) -> None:
+                 dense: ExactDenseIndex, bm25: Bm25Index | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self.documents = documents
         self.dense = dense
+        self._bm25 = bm25
+
+    @property
+    def bm25(self) -> Bm25Index:
+        """The BM25 index over the same documents (read on first use: most dense searches never need it)."""
+        if self._bm25 is None:
+            if "bm25" not in self.manifest["files"]:
+                raise IndexCorrupt(f"{self.path} was built without a BM25 index; rebuild it with `bicross index`")
+            self._bm25 = Bm25Index.load(self.path / self.manifest["files"]["bm25"]["name"])
+        return self._bm25
 
     def __len__(self) -> int:
         return len(self.documents)
 
     @classmethod
     def build(cls, path: str | Path, documents: Sequence[Document], encoder: BiEncoder,
-              show_progress: bool = False) -> Collection:
-        """Embed `documents` and commit them to `path` (replacing what was there only once complete)."""
+              show_progress: bool = False, bm25_config: Bm25Config | None = None) -> Collection:
+        """Embed `documents`, index their words, and commit both to `path` (replacing what was there only
+        once complete)."""
         folder = Path(path)
         documents = list(documents)
         check_documents(documents)
@@ -52,11 +64,13 @@ class Collection:
         embeddings = encoded.embeddings
         if encoder.similarity == "cosine":
             embeddings = normalize_rows(embeddings).astype(np.float32)
+        bm25 = Bm25Index.build([d.full_text for d in documents], bm25_config)
         manifest = {
             "model": {"name": encoder.name, "fingerprint": encoder.fingerprint,
                       "settings": asdict(encoder.settings)},
             "dimension": int(embeddings.shape[1]),
             "similarity": encoder.similarity,
+            "bm25": bm25.config.to_dict(),
             "count": len(documents),
             "truncated_documents": encoded.truncated,
             "build_seconds": round(time.perf_counter() - started, 3),
@@ -65,8 +79,9 @@ class Collection:
             committed = commit(folder, {
                 "documents.jsonl": lambda target: _write_documents(target, documents),
                 "embeddings.npy": lambda target: np.save(target, embeddings, allow_pickle=False),
+                "bm25": bm25.save,
             }, manifest)
-        return cls(folder, committed, documents, ExactDenseIndex(embeddings, encoder.similarity))
+        return cls(folder, committed, documents, ExactDenseIndex(embeddings, encoder.similarity), bm25)
 
     @classmethod
     def open(cls, path: str | Path, verify_checksums: bool = True) -> Collection:

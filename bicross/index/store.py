@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,6 +26,9 @@ __all__ = ["FORMAT_VERSION", "MANIFEST", "commit", "read_manifest", "verify_file
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _FORMAT_NAME = "bicross-collection"
+_STAGING_PREFIX = ".bicross-staging-"
+# Only names bicross itself writes are ever deleted: a user's `.git` or `backup.gz` in the folder is kept.
+_OWN_FILE = re.compile(r"^[^.]+\.g\d{6}(\..+)?$|^" + re.escape(_STAGING_PREFIX) + r"|^\.manifest\.json\.tmp-\d+$")
 
 Writer = Callable[[Path], None]
 
@@ -56,7 +60,7 @@ def commit(folder: Path, writers: dict[str, Writer], manifest: dict[str, Any]) -
     for role, write in writers.items():
         stem, dot, suffix = role.partition(".")
         final = folder / f"{stem}.g{generation:06d}{dot}{suffix}"
-        staging = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=folder)) / final.name
+        staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{stem}-", dir=folder)) / final.name
         write(staging)
         _fsync_tree(staging)
         _remove(final)
@@ -161,5 +165,5 @@ def _remove_stale(folder: Path, keep: set[str]) -> None:
     for entry in folder.iterdir():
         if entry.name in keep or entry.name in {MANIFEST, ".lock"}:
             continue
-        if ".g" in entry.name or entry.name.startswith("."):
+        if _OWN_FILE.match(entry.name):
             _remove(entry)

@@ -1,0 +1,1 @@
+"""The `bicross` command line: parse, call the library, print."""

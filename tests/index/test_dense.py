@@ -1,0 +1,62 @@
+"""Exact dense search: chunked scans agree with one full scan, shapes and dimension checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bicross.index.dense as dense
+from bicross.errors import IndexMismatch
+from bicross.index.dense import ExactDenseIndex
+from bicross.scoring.similarity import similarity_matrix
+
+
+def _vectors(rows: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((rows, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine", "euclidean"])
+def test_chunked_search_equals_a_single_scan(similarity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    embeddings, queries = _vectors(20, seed=0), _vectors(4, seed=1)
+    index = ExactDenseIndex(embeddings, similarity)  # type: ignore[arg-type]
+    whole_ids, whole_scores = index.search(queries, top_k=7)
+    monkeypatch.setattr(dense, "_CHUNK_ROWS", 3)  # 7 chunks, the last holding 2 rows
+    chunked_ids, chunked_scores = index.search(queries, top_k=7)
+    np.testing.assert_array_equal(chunked_ids, whole_ids)
+    np.testing.assert_allclose(chunked_scores, whole_scores, rtol=1e-6)
+    # and both are the true top 7 of the full score matrix
+    full = similarity_matrix(queries, embeddings, similarity)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(whole_ids, np.argsort(-full, axis=1, kind="stable")[:, :7])
+
+
+def test_results_are_best_first_with_matching_scores() -> None:
+    embeddings = np.array([[1, 0], [0, 1], [0.6, 0.8], [-1, 0]], dtype=np.float32)
+    ids, scores = ExactDenseIndex(embeddings, "dot").search(np.array([[1.0, 0.0]], dtype=np.float32), top_k=3)
+    assert ids.tolist() == [[0, 2, 1]]
+    np.testing.assert_allclose(scores, [[1.0, 0.6, 0.0]], atol=1e-6)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32
+
+
+def test_top_k_larger_than_collection_returns_every_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = ExactDenseIndex(_vectors(5, seed=2), "cosine")
+    ids, scores = index.search(_vectors(2, seed=3), top_k=50)
+    assert ids.shape == scores.shape == (2, 5)
+    assert all(sorted(row) == [0, 1, 2, 3, 4] for row in ids.tolist())
+    monkeypatch.setattr(dense, "_CHUNK_ROWS", 2)
+    chunked_ids, _ = index.search(_vectors(2, seed=3), top_k=50)
+    np.testing.assert_array_equal(chunked_ids, ids)
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (8,), (1, 9)])
+def test_query_of_another_dimension_is_refused(shape: tuple[int, ...]) -> None:
+    index = ExactDenseIndex(_vectors(5, seed=4), "dot")
+    with pytest.raises(IndexMismatch, match="8-dimensional"):
+        index.search(np.zeros(shape, dtype=np.float32), top_k=3)
+
+
+def test_memory_mapped_embeddings_search_like_in_memory(tmp_path) -> None:
+    embeddings = _vectors(10, seed=5)
+    np.save(tmp_path / "e.npy", embeddings)
+    mapped = ExactDenseIndex(np.load(tmp_path / "e.npy", mmap_mode="r"), "dot")
+    queries = _vectors(3, seed=6)
+    np.testing.assert_array_equal(mapped.search(queries, 4)[0], ExactDenseIndex(embeddings, "dot").search(queries, 4)[0])
