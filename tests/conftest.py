@@ -151,8 +151,9 @@ def minilm_fast():
 @pytest.fixture(scope="session")
 def scifact_small(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory, minilm_fast):
     """A real collection (all-MiniLM-L6-v2 + BM25) over a SciFact slice, with its queries and qrels."""
-    from bicross.index.collection import Collection
     from scifact_slice import scifact_slice
+
+    from bicross.index.collection import Collection
 
     documents, queries, qrels = scifact_slice(scifact_dir)
     collection = Collection.build(tmp_path_factory.mktemp("scifact-small") / "index", documents, minilm_fast)

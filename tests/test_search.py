@@ -140,7 +140,7 @@ def test_top_n_larger_than_collection_returns_every_document(plain: Searcher) ->
 def test_search_many_equals_searching_each_query(reranking: Searcher) -> None:
     together = reranking.search_many(QUERIES)
     assert [result.query for result in together] == QUERIES
-    for query, result in zip(QUERIES, together):
+    for query, result in zip(QUERIES, together, strict=True):
         alone = reranking.search(query)
         assert [hit.id for hit in result.hits] == [hit.id for hit in alone.hits]
         assert [h.score for h in result.hits] == pytest.approx([h.score for h in alone.hits], abs=1e-5)
