@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bicross.corpus import load_documents
+from bicross.corpus import drop_empty, read_documents
 from bicross.encoders import BiEncoder
 from bicross.evaluation import load_beir_split
 from bicross.evaluation.pipeline import Variant, evaluate_variants
@@ -60,8 +60,9 @@ def main() -> None:
         queries, qrels = load_beir_split(folder, "test")
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            collection = Collection.build(Path(tmp) / "index", load_documents(folder / "corpus.jsonl"), encoder,
-                                          show_progress=True)
+            documents, skipped = drop_empty(read_documents(folder / "corpus.jsonl"))
+            print(f"{folder.name}: skipped {len(skipped)} empty document(s): {skipped}")
+            collection = Collection.build(Path(tmp) / "index", documents, encoder, show_progress=True)
             build = time.perf_counter() - started
             searcher = Searcher(collection, encoder, reranker)
             scores = evaluate_variants(searcher, queries, qrels, variants(args.depths, args.weights), show_progress=True)

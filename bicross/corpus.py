@@ -16,15 +16,36 @@ from typing import Any
 from bicross.errors import InvalidInput
 from bicross.types import Document
 
-__all__ = ["check_documents", "load_documents"]
+__all__ = ["check_documents", "drop_empty", "load_documents", "read_documents"]
 
 _ID_KEYS = ("_id", "id", "doc_id", "docid")
 _TEXT_KEYS = ("text", "contents", "content", "body")
 _TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 
 
-def load_documents(source: str | Path) -> list[Document]:
-    """Read documents from a JSONL/CSV file or a folder of text files; ids must be unique."""
+def load_documents(source: str | Path, skip_empty: bool = False) -> list[Document]:
+    """Read documents from a JSONL/CSV file or a folder of text files; ids must be unique.
+
+    Documents with no text are refused unless `skip_empty` (real collections have some: Cranfield has
+    two); `read_documents` + `drop_empty` tell which ones were skipped.
+    """
+    documents = read_documents(source)
+    if skip_empty:
+        documents, _ = drop_empty(documents)
+    check_documents(documents, str(source))
+    return documents
+
+
+def drop_empty(documents: Iterable[Document]) -> tuple[list[Document], list[str]]:
+    """(documents that have text, ids of those that have neither title nor text)."""
+    kept, empty = [], []
+    for document in documents:
+        (kept if document.full_text.strip() else empty).append(document)
+    return kept, [d.id for d in empty]
+
+
+def read_documents(source: str | Path) -> list[Document]:
+    """Parse a corpus file or folder without checking ids or texts (see `check_documents`)."""
     path = Path(source)
     if path.is_dir():
         documents = list(_read_folder(path))
@@ -36,7 +57,6 @@ def load_documents(source: str | Path) -> list[Document]:
         documents = list(_read_csv(path))
     else:
         raise InvalidInput(f"unsupported corpus file {path}: use .jsonl, .csv/.tsv, or a folder of .txt/.md files")
-    check_documents(documents, str(path))
     return documents
 
 
@@ -52,7 +72,8 @@ def check_documents(documents: Iterable[Document], source: str = "documents") ->
     empty = [d.id for d in documents if not d.full_text.strip()]
     if empty:
         shown = ", ".join(repr(d) for d in empty[:5])
-        raise InvalidInput(f"{source} has {len(empty)} document(s) with no text: {shown}; remove or fill them")
+        raise InvalidInput(f"{source} has {len(empty)} document(s) with no text: {shown}; remove or fill them "
+                           "(or skip them: --skip-empty / skip_empty=True)")
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -15,6 +15,7 @@ from typing import Literal
 from bicross.encoders.bi_encoder import BiEncoder
 from bicross.errors import InvalidInput
 from bicross.index.collection import Collection
+from bicross.index.filters import Filters
 from bicross.scoring.fusion import RankedList, reciprocal_rank_fusion, weighted_score_fusion
 from bicross.types import StageTiming
 
@@ -46,22 +47,31 @@ class FirstStageConfig:
 
 
 def retrieve(collection: Collection, encoder: BiEncoder, queries: Sequence[str], top_k: int,
-             config: FirstStageConfig) -> tuple[list[RankedList], list[StageTiming]]:
-    """Candidate lists for each query (at most `top_k` each) and the seconds each step took (whole batch)."""
+             config: FirstStageConfig, filters: Filters | None = None) -> tuple[list[RankedList], list[StageTiming]]:
+    """Candidate lists for each query (at most `top_k` each) and the seconds each step took (whole batch).
+
+    `filters` (see index/filters.py) restricts every retriever to the matching documents before its top-k
+    cut, so up to `top_k` matching documents come back.
+    """
     timings: list[StageTiming] = []
     depth = top_k if config.kind != "hybrid" else max(top_k, config.depth)
     dense: list[RankedList] = []
     bm25: list[RankedList] = []
+    allowed = None
+    if filters:
+        started = time.perf_counter()
+        allowed = collection.filter_mask(filters)
+        timings.append(StageTiming("filter", time.perf_counter() - started))
     if config.kind in ("dense", "hybrid"):
         started = time.perf_counter()
         vectors = encoder.encode_queries(queries)
         encoded = time.perf_counter()
-        ids, scores = collection.dense.search(vectors, depth)
+        ids, scores = collection.dense.search(vectors, depth, allowed=allowed)
         dense = list(zip(ids, scores, strict=True))
         timings += [StageTiming("encode", encoded - started), StageTiming("dense", time.perf_counter() - encoded)]
     if config.kind in ("bm25", "hybrid"):
         started = time.perf_counter()
-        bm25 = collection.bm25.search_many(list(queries), depth)
+        bm25 = collection.bm25.search_many(list(queries), depth, allowed=allowed)
         timings.append(StageTiming("bm25", time.perf_counter() - started))
     if config.kind == "dense":
         return dense, timings

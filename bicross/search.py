@@ -17,6 +17,7 @@ import numpy as np
 from bicross.encoders.bi_encoder import BiEncoder
 from bicross.errors import InvalidInput
 from bicross.index.collection import Collection
+from bicross.index.filters import Filters
 from bicross.models.tokenization import check_texts
 from bicross.rerankers.cache import ScoreCache
 from bicross.rerankers.cross_encoder import CrossEncoder
@@ -81,20 +82,26 @@ class Searcher:
         return cls(collection, encoder, cross, config)
 
     def search(self, query: str, top_k: int | None = None, top_n: int | None = None,
-               rerank: bool = True) -> SearchResult:
-        """Best `top_n` documents for one query."""
-        return self.search_many([query], top_k, top_n, rerank)[0]
+               rerank: bool = True, filters: Filters | None = None) -> SearchResult:
+        """Best `top_n` documents for one query (among those matching `filters`, see index/filters.py)."""
+        return self.search_many([query], top_k, top_n, rerank, filters=filters)[0]
 
     def search_many(self, queries: Sequence[str], top_k: int | None = None, top_n: int | None = None,
-                    rerank: bool = True, show_progress: bool = False) -> list[SearchResult]:
-        """Search several queries at once; each result carries its share of the batch's stage timings."""
+                    rerank: bool = True, show_progress: bool = False,
+                    filters: Filters | None = None) -> list[SearchResult]:
+        """Search several queries at once; each result carries its share of the batch's stage timings.
+
+        `filters` (e.g. `{"year": {"gte": 2010}, "lang": "en"}`, see index/filters.py) applies to every
+        query, inside the first stage, so up to `top_k` matching candidates are still found.
+        """
         reranking = rerank and self.reranker is not None
         config = replace(self.config, top_k=top_k or self.config.top_k,
                          top_n=top_n or self.config.top_n).checked(reranking)
         check_texts(queries, "query")
         if not queries:
             return []
-        candidates, timings = retrieve(self.collection, self.encoder, queries, config.top_k, config.first_stage)
+        candidates, timings = retrieve(self.collection, self.encoder, queries, config.top_k, config.first_stage,
+                                       filters)
         rerank_scores: list[np.ndarray | None] = [None] * len(queries)
         if reranking:
             started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`bicross index | search | rerank | eval | info`: thin wrappers over the library."""
+"""`bicross index | add | delete | search | rerank | eval | info`: thin wrappers over the library."""
 
 from __future__ import annotations
 
@@ -38,13 +38,19 @@ def index(
     model: Annotated[str, typer.Option("--model", "-m", help="Bi-encoder: hub id or local folder.")] = DEFAULT_MODEL,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
     dtype: DType = "auto",
+    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Skip documents with no text (named on stderr).")] = False,
 ) -> None:
     """Embed a corpus and store it as a searchable collection folder."""
-    from bicross.corpus import load_documents
+    from bicross.corpus import check_documents, drop_empty, read_documents
     from bicross.encoders import BiEncoder
     from bicross.index.collection import Collection
 
-    documents = load_documents(corpus)
+    documents = read_documents(corpus)
+    if skip_empty:
+        documents, skipped = drop_empty(documents)
+        if skipped:
+            errors.print(f"skipped {len(skipped)} document(s) with no text: {', '.join(skipped[:10])}")
+    check_documents(documents, str(corpus))
     encoder = BiEncoder.load(model, dtype=dtype, batch_size=batch_size)  # type: ignore[arg-type]
     console.print(f"indexing {len(documents):,} documents from {corpus} with {model}")
     collection = Collection.build(index_dir, documents, encoder, show_progress=True)
@@ -66,14 +72,18 @@ def search(
     first_stage: Annotated[str | None, typer.Option(help="dense | bm25 | hybrid (default: hybrid).")] = None,
     fusion: Annotated[str | None, typer.Option(help="Hybrid fusion: minmax | zscore | rrf.")] = None,
     rerank_weight: Annotated[float | None, typer.Option(help="Final = z(rerank) + w * z(first stage).")] = None,
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="Metadata filter, repeatable: 'year>=2010', 'journal=Nature,Cell', 'lang!=en'.")] = None,
 ) -> None:
     """Search a collection for one query, or for every query in a file."""
+    from bicross.index.filters import parse_filter_expressions
     from bicross.search import Searcher
 
     texts, ids = _queries(query, queries)
+    spec = parse_filter_expressions(filters or [])
     config = _search_config(top_k, top_n, first_stage, fusion, rerank_weight)
     searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config)
-    results = searcher.search_many(texts, show_progress=len(texts) > 1)
+    results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
     if trec_run is not None:
         from bicross.evaluation import write_trec_run
 
@@ -93,6 +103,41 @@ def results_json_text(results: list) -> str:
     from bicross.cli.output import results_json
 
     return results_json(results)
+
+
+@app.command()
+def add(
+    index_dir: Annotated[Path, typer.Argument(help="Collection folder built by `bicross index`.")],
+    corpus: Annotated[Path, typer.Argument(help="Documents to add: JSONL, CSV, or a folder of .txt/.md")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Bi-encoder (default: the index's).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
+    dtype: DType = "auto",
+) -> None:
+    """Add documents to a collection; a document whose id is already there replaces it."""
+    from bicross.corpus import load_documents
+    from bicross.encoders import BiEncoder
+    from bicross.index.collection import Collection
+
+    documents = load_documents(corpus)
+    collection = Collection.open(index_dir)
+    encoder = BiEncoder.load(model or collection.manifest["model"]["name"], dtype=dtype,  # type: ignore[arg-type]
+                             batch_size=batch_size)
+    changes = collection.add(documents, encoder, show_progress=len(documents) > 100)
+    console.print(f"{index_dir}: added {changes.added:,}, updated {changes.updated:,}; now {changes.count:,} "
+                  f"documents (generation {changes.generation})")
+
+
+@app.command()
+def delete(
+    index_dir: Annotated[Path, typer.Argument(help="Collection folder built by `bicross index`.")],
+    ids: Annotated[list[str], typer.Argument(help="Ids of the documents to delete.")],
+) -> None:
+    """Delete documents from a collection by id (all or nothing: an unknown id deletes none)."""
+    from bicross.index.collection import Collection
+
+    changes = Collection.open(index_dir).delete(ids)
+    console.print(f"{index_dir}: deleted {changes.deleted:,}; now {changes.count:,} documents "
+                  f"(generation {changes.generation})")
 
 
 @app.command()
@@ -129,25 +174,37 @@ def rerank(
 def evaluate_command(
     data: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")],
     index_dir: Annotated[Path | None, typer.Option("--index", "-i", help="Collection folder (built if absent).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write report.json, report.md and PNG plots here.")] = None,
     split: Annotated[str, typer.Option(help="qrels split to score.")] = "test",
-    rerank_depth: Annotated[list[int], typer.Option("--rerank-top-k", help="Rerank depths to score.")] = [20],  # noqa: B006
+    first_stage: Annotated[list[str], typer.Option("--first-stage", help="dense | bm25 | hybrid (repeatable).")] = [  # noqa: B006
+        "bm25", "dense", "hybrid"],
+    rerank_depth: Annotated[list[int], typer.Option("--rerank-top-k", help="Rerank depths to score (repeatable).")] = [20],  # noqa: B006
     no_rerank: NoRerank = False,
+    exhaustive_sample: Annotated[int, typer.Option(
+        help="Also let the cross-encoder score every document for N sampled queries (O(corpus) each).")] = 0,
+    per_query_latency: Annotated[bool, typer.Option(
+        "--per-query-latency", help="Time queries one by one (gives p95; slower than the default batches).")] = False,
+    cold: Annotated[bool, typer.Option("--cold", help="Empty the cross-encoder score cache before each pipeline.")] = False,
     reranker: Reranker = DEFAULT_RERANKER,
     model: Annotated[str, typer.Option("--model", "-m", help="Bi-encoder when the index is built here.")] = DEFAULT_MODEL,
     limit: Annotated[int | None, typer.Option(help="Score only the first N queries.")] = None,
-    first_stage: Annotated[list[str], typer.Option("--first-stage", help="dense | bm25 | hybrid (repeatable).")] = ["dense"],  # noqa: B006
     fusion: Annotated[str, typer.Option(help="Hybrid fusion: minmax | zscore | rrf.")] = "minmax",
     rerank_weight: Annotated[float, typer.Option(help="Final = z(rerank) + w * z(first stage); 0 = rerank order.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
 ) -> None:
-    """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100 and latency."""
-    from bicross.cli.evaluation import run_evaluation
+    """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance."""
+    from bicross.cli.evaluation import EvalOptions, run_evaluation
     from bicross.retrieval import FirstStageConfig
     from bicross.search import SearchConfig
 
     base = SearchConfig(first_stage=FirstStageConfig(fusion=fusion), rerank_weight=rerank_weight)  # type: ignore[arg-type]
-    rows = run_evaluation(data, index_dir, split, [] if no_rerank else rerank_depth, reranker, model, limit,
-                          console, base, first_stage)
-    console.print_json(json.dumps(rows))
+    options = EvalOptions(data=data, index_dir=index_dir, split=split, model=model, reranker=reranker,
+                          first_stages=tuple(first_stage), rerank_depths=() if no_rerank else tuple(rerank_depth),
+                          base=base, limit=limit, exhaustive_sample=exhaustive_sample,
+                          per_query_latency=per_query_latency, cold_cache=cold, out=out)
+    report = run_evaluation(options, errors if as_json else console, print_tables=not as_json)
+    if as_json:
+        print(json.dumps(report, indent=2))
 
 
 @app.command()

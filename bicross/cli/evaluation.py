@@ -1,58 +1,120 @@
-"""`bicross eval`: open or build the index, run the pipeline over a BEIR split, print the table."""
+"""`bicross eval`: open or build the index, run the pipelines over a BEIR split, print and write the report."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bicross.evaluation.pipeline import PIPELINE_METRICS, PipelineScore
 from bicross.search import SearchConfig
 
-__all__ = ["run_evaluation"]
+__all__ = ["EvalOptions", "run_evaluation"]
 
 
-def run_evaluation(data: Path, index_dir: Path | None, split: str, rerank_depths: list[int], reranker: str,
-                   model: str, limit: int | None, console: Console, base: SearchConfig,
-                   first_stages: list[str]) -> list[dict]:
-    """Evaluate and print a table; return the rows as plain dicts for JSON output."""
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `bicross eval` was asked to do (one field per command-line option)."""
+
+    data: Path
+    index_dir: Path | None = None
+    split: str = "test"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    reranker: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+    first_stages: tuple[str, ...] = ("bm25", "dense", "hybrid")
+    rerank_depths: tuple[int, ...] = (20,)  # empty: no reranked pipelines
+    base: SearchConfig = field(default_factory=SearchConfig)
+    limit: int | None = None
+    exhaustive_sample: int = 0
+    per_query_latency: bool = False
+    cold_cache: bool = False
+    out: Path | None = None
+
+
+def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = True) -> dict[str, Any]:
+    """Evaluate every pipeline, print the tables, write the report folder if asked; return the report dict."""
     from bicross.corpus import load_documents
     from bicross.encoders import BiEncoder
+    from bicross.errors import InvalidInput
     from bicross.evaluation import load_beir_split
-    from bicross.evaluation.pipeline import evaluate_variants, standard_variants
+    from bicross.evaluation.pipeline import evaluate_variants, exhaustive_variant, sample_queries, standard_variants
+    from bicross.evaluation.report import ReportInfo, build_report, write_report
     from bicross.index.collection import Collection
     from bicross.rerankers import CrossEncoder
     from bicross.search import Searcher
 
-    queries, qrels = load_beir_split(data, split)
-    if limit is not None:
-        queries = dict(list(queries.items())[:limit])
+    if options.exhaustive_sample < 0:
+        raise InvalidInput(f"--exhaustive-sample must be >= 0, got {options.exhaustive_sample}")
+    queries, qrels = load_beir_split(options.data, options.split)
+    if options.limit is not None:
+        queries = dict(list(queries.items())[:options.limit])
         qrels = {qid: qrels[qid] for qid in queries}
-    folder = index_dir or Path(".bicross") / f"{data.resolve().name}-index"
+    # Bars only on a terminal: a transient bar still leaves a blank line in a log file.
+    progress = Console(stderr=True).is_terminal
+    folder = options.index_dir or Path(".bicross") / f"{options.data.resolve().name}-index"
     if (folder / "manifest.json").is_file():
         collection = Collection.open(folder)
         encoder = BiEncoder.load(collection.manifest["model"]["name"])
     else:
-        encoder = BiEncoder.load(model)
+        encoder = BiEncoder.load(options.model)
         console.print(f"building the index in {folder}")
-        collection = Collection.build(folder, load_documents(data / "corpus.jsonl"), encoder, show_progress=True)
-    cross = CrossEncoder.load(reranker) if rerank_depths else None
+        collection = Collection.build(folder, load_documents(options.data / "corpus.jsonl"), encoder,
+                                      show_progress=progress)
+    reranking = bool(options.rerank_depths) or options.exhaustive_sample > 0
+    cross = CrossEncoder.load(options.reranker) if reranking else None
     searcher = Searcher(collection, encoder, cross)
-    variants = standard_variants(base, first_stages, rerank_depths, rerank=bool(rerank_depths))  # type: ignore[arg-type]
-    rows = evaluate_variants(searcher, queries, qrels, variants, show_progress=True)
-    _print_table(console, rows, f"{data} ({split}, {len(queries)} queries)")
-    return [{"pipeline": r.name, **r.metrics, "ms_per_query": {k: v * 1000 for k, v in r.seconds_per_query.items()}}
-            for r in rows]
+    variants = standard_variants(options.base, options.first_stages, options.rerank_depths,  # type: ignore[arg-type]
+                                 rerank=bool(options.rerank_depths))
+    if options.exhaustive_sample:
+        # Only queries with a relevant judgment can score; sampling others would waste O(corpus) work.
+        scorable = [qid for qid in queries if any(relevance > 0 for relevance in qrels[qid].values())]
+        sample = sample_queries(scorable, options.exhaustive_sample)
+        variants.append(exhaustive_variant(options.base, len(collection), sample))
+    scores = evaluate_variants(searcher, queries, qrels, variants, show_progress=progress,
+                               per_query_latency=options.per_query_latency, cold_cache=options.cold_cache)
+    info = ReportInfo(dataset=str(options.data), split=options.split, bi_encoder=encoder.name,
+                      cross_encoder=cross.name if cross is not None else None, index=str(folder),
+                      index_build_seconds=collection.manifest.get("build_seconds"), documents=len(collection))
+    report = build_report(scores, qrels, info)
+    written = write_report(report, options.out) if options.out is not None else {}
+    if print_tables:
+        _print_tables(console, report)
+    if written:
+        console.print(f"wrote {', '.join(sorted(written))} to {options.out}")
+    return report
 
 
-def _print_table(console: Console, rows: list[PipelineScore], title: str) -> None:
+def _number(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _print_tables(console: Console, report: dict[str, Any]) -> None:
+    dataset = report["dataset"]
+    title = (f"{dataset['path']} ({dataset['split']}, {dataset['queries']} queries; latency: "
+             f"{report['latency_mode']} mode{', cold cache' if report['cold_cache'] else ''})")
     table = Table(title=title, title_justify="left")
-    table.add_column("pipeline")
-    for metric in PIPELINE_METRICS:
-        table.add_column(metric, justify="right")
-    table.add_column("ms/query", justify="right")
-    for row in rows:
-        table.add_row(row.name, *(f"{row.metrics[m]:.4f}" for m in PIPELINE_METRICS),
-                      f"{row.seconds_per_query['total'] * 1000:.1f}")
+    for column in ("pipeline", "nDCG@10", "MRR@10", "R@100", "R@top_k", "ms/q", "p95 ms", "cache hits", "p vs"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    for row in report["rows"]:
+        if row["sample"]:
+            continue
+        total, cache = row["latency_ms"]["total"], row["cache"]
+        looked_up = cache["hits"] + cache["misses"]
+        table.add_row(
+            row["name"], *(f"{row['metrics'][key]:.4f}" for key in ("ndcg@10", "mrr@10", "recall@100")),
+            f"{row['recall_at_top_k']:.4f} @{row['top_k']}", f"{total['mean']:.1f}",
+            _number(total["p95"], 1),
+            f"{cache['hits']}/{looked_up}" if looked_up else "",
+            f"{row['p_value']:.4f} {row['baseline']}" if row["p_value"] is not None else "",
+        )
     console.print(table)
+    for sample in report["samples"]:
+        table = Table(title=f"{sample['variant']}, on {sample['queries']} sampled queries", title_justify="left")
+        for column in ("pipeline", "nDCG@10", "MRR@10", "ms/q", "p vs exhaustive"):
+            table.add_column(column, justify="left" if column == "pipeline" else "right")
+        for row in sample["rows"]:
+            table.add_row(row["name"], _number(row["ndcg@10"], 4), _number(row["mrr@10"], 4),
+                          _number(row["ms_per_query"], 1), _number(row["p_value"], 4))
+        console.print(table)

@@ -55,6 +55,10 @@ def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> No
             handle.writelines(lines)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; give the file the mode a plain open() would (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

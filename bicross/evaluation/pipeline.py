@@ -1,77 +1,247 @@
-"""Run pipeline variants of one Searcher over a BEIR split and score each one.
+"""Run pipeline variants of one Searcher over the same queries and score each one.
 
-Variants share the Searcher's cross-encoder score cache, so a pair reranked by one variant is free for
-the next: the reported rerank time is the time actually spent, which for later variants can be less than
-a cold run would take.
+Latency has two modes. "batch" (the default, fast) searches the queries in chunks; every query gets its
+share of its chunk's time, so the mean per query is right but there is no per-query spread (p95 is None).
+"per-query" calls `Searcher.search` once per query, so mean and p95 describe single-query latency.
+Before timing a variant, one untimed warm-up search (the first query with " warm-up" appended: it finds
+candidates, yet shares no cache key with a real query) loads what loads lazily (the BM25 index, first-call
+model overhead) so that the first timed query does not pay for it.
+
+Variants share the Searcher's cross-encoder score cache, so a pair reranked by one variant is free for the
+next: each score records the cache hits and misses of its own run, and `cold_cache=True` gives every
+variant a fresh cache instead (honest rerank latency, more work).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
+import numpy as np
+
+from bicross.errors import InvalidInput
 from bicross.evaluation.metrics import Qrels, Run, evaluate
+from bicross.progress import progress_task
+from bicross.rerankers.cache import ScoreCache
 from bicross.retrieval import FirstStage
 from bicross.search import SearchConfig, Searcher
 from bicross.types import SearchResult
 
-__all__ = ["PIPELINE_METRICS", "PipelineScore", "Variant", "evaluate_variants", "standard_variants"]
+__all__ = [
+    "PIPELINE_METRICS",
+    "LatencyMode",
+    "PipelineScore",
+    "StageLatency",
+    "Variant",
+    "evaluate_variants",
+    "exhaustive_variant",
+    "sample_queries",
+    "standard_variants",
+]
 
 PIPELINE_METRICS = ("ndcg@10", "mrr@10", "recall@100")
+
+LatencyMode = Literal["batch", "per-query"]
+
+_WARM_UP_SUFFIX = " warm-up"
+_WARM_UP_DEPTH = 100  # caps the warm-up of an exhaustive variant, which would otherwise score the whole corpus
+_PAIRS_PER_CHUNK = 2048  # batch mode: cross-encoder pairs per search_many call (keeps the progress bar moving)
+_QUERIES_PER_CHUNK = 256  # batch mode without reranking
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One pipeline configuration to score."""
+    """One pipeline configuration to score.
+
+    `baseline` names the variant this one is compared against (a reranker against the first stage it
+    reranks); `query_ids` restricts it to a sample of the queries (None: all of them).
+    """
 
     name: str
     config: SearchConfig
     rerank: bool
+    baseline: str | None = None
+    query_ids: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class StageLatency:
+    """Seconds per query spent in one stage: the mean, and the 95th percentile (None in batch mode)."""
+
+    mean: float
+    p95: float | None
 
 
 @dataclass(frozen=True)
 class PipelineScore:
-    """Mean metrics and mean per-query seconds per stage for one pipeline configuration."""
+    """Mean metrics, per-stage latency and cache use of one variant, with its per-query scores and run.
 
-    name: str
+    `metrics` holds PIPELINE_METRICS plus `recall@{top_k}` (recall at the variant's candidate depth);
+    `latency` maps each stage (and "total") to seconds per query.
+    """
+
+    variant: Variant
     metrics: dict[str, float]
-    seconds_per_query: dict[str, float]
+    latency: dict[str, StageLatency]
+    latency_mode: LatencyMode
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cold_cache: bool = False
     per_query: dict[str, dict[str, float]] = field(repr=False, default_factory=dict)  # metric -> query -> value
+    run: Run = field(repr=False, default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The variant's name."""
+        return self.variant.name
+
+    @property
+    def top_k(self) -> int:
+        """Candidates the first stage hands on (the reranking depth for a reranked variant)."""
+        return self.variant.config.top_k
+
+    @property
+    def recall_at_top_k(self) -> float:
+        """Recall at the variant's own top_k."""
+        return self.metrics[f"recall@{self.top_k}"]
+
+    @property
+    def seconds_per_query(self) -> dict[str, float]:
+        """Mean seconds per query for each stage and "total"."""
+        return {stage: latency.mean for stage, latency in self.latency.items()}
 
 
 def standard_variants(base: SearchConfig, first_stages: Sequence[FirstStage] = ("dense",),
                       rerank_depths: Sequence[int] = (20,), rerank: bool = True) -> list[Variant]:
-    """Each first stage alone (top 100), then reranked at each depth with the base config's fusion weight."""
+    """Each first stage alone, then reranked at each depth with the base config's fusion weight.
+
+    A first stage alone returns max(100, deepest rerank depth) candidates, so its Recall@k curve covers
+    every depth a reranker is given. First stages after the first are compared against the first; a
+    reranked variant against the first stage it reranks.
+    """
+    if not first_stages:
+        raise InvalidInput("no first stage given: pass at least one of dense, bm25, hybrid")
+    if any(depth <= 0 for depth in rerank_depths):
+        raise InvalidInput(f"rerank depths must be positive, got {list(rerank_depths)}")
+    alone_top_k = max([100, *rerank_depths]) if rerank else 100
+    label = "order" if base.rerank_weight == 0 else f"z-fused w={base.rerank_weight:g}"
     variants = []
-    for kind in first_stages:
+    for kind in dict.fromkeys(first_stages):
         first = replace(base.first_stage, kind=kind)
-        variants.append(Variant(kind, replace(base, first_stage=first, top_k=100, top_n=100), False))
+        baseline = None if kind == first_stages[0] else first_stages[0]
+        variants.append(Variant(kind, replace(base, first_stage=first, top_k=alone_top_k, top_n=alone_top_k),
+                                False, baseline))
         if rerank:
-            for depth in rerank_depths:
-                label = "order" if base.rerank_weight == 0 else f"z-fused w={base.rerank_weight:g}"
+            for depth in dict.fromkeys(rerank_depths):
                 config = replace(base, first_stage=first, top_k=depth, top_n=depth)
-                variants.append(Variant(f"{kind} + rerank top {depth} ({label})", config, True))
+                variants.append(Variant(f"{kind} + rerank top {depth} ({label})", config, True, kind))
     return variants
 
 
+def sample_queries(query_ids: Sequence[str], size: int, seed: int = 0) -> frozenset[str]:
+    """A reproducible random sample of `size` query ids (all of them when there are fewer).
+
+    >>> sorted(sample_queries(["q1", "q2", "q3"], 5))
+    ['q1', 'q2', 'q3']
+    >>> len(sample_queries(["q1", "q2", "q3"], 2))
+    2
+    """
+    if size <= 0:
+        raise InvalidInput(f"sample size must be positive, got {size}")
+    ordered = sorted(query_ids)
+    return frozenset(random.Random(seed).sample(ordered, min(size, len(ordered))))
+
+
+def exhaustive_variant(base: SearchConfig, corpus_size: int, query_ids: Collection[str]) -> Variant:
+    """The cross-encoder alone over every document (O(corpus) per query), on a sample of the queries.
+
+    Every document becomes a candidate (a dense first stage of depth `corpus_size`, whose order the
+    reranker then discards: rerank weight 0), so the result is the cross-encoder's own ranking.
+    """
+    first = replace(base.first_stage, kind="dense")
+    config = replace(base, first_stage=first, top_k=corpus_size, top_n=corpus_size, rerank_weight=0.0)
+    return Variant(f"cross-encoder over all {corpus_size} documents", config, True, None, frozenset(query_ids))
+
+
 def evaluate_variants(searcher: Searcher, queries: dict[str, str], qrels: Qrels, variants: Sequence[Variant],
-                      show_progress: bool = False) -> list[PipelineScore]:
-    """Score every variant on the same queries."""
-    ids, texts = list(queries), list(queries.values())
+                      show_progress: bool = False, per_query_latency: bool = False,
+                      cold_cache: bool = False) -> list[PipelineScore]:
+    """Score every variant on the same queries (or on its sample of them); see the module docstring.
+
+    Args:
+        per_query_latency: time each query alone (`search`), giving a real p95; else search in chunks.
+        cold_cache: give each variant an empty cross-encoder score cache (no scores reused across variants).
+    """
+    names = [variant.name for variant in variants]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"variant names must be unique (they label the report rows), got {names}")
+    if any(variant.rerank for variant in variants) and searcher.reranker is None:
+        raise InvalidInput("a variant reranks but the Searcher has no cross-encoder: pass one, or drop "
+                           "the reranked variants")
+    saved_config, saved_cache = searcher.config, searcher.cache
     scores = []
-    for variant in variants:
-        searcher.config = variant.config
-        results = searcher.search_many(texts, rerank=variant.rerank, show_progress=show_progress)
-        scores.append(_score(variant.name, ids, results, qrels))
+    try:
+        for number, variant in enumerate(variants, start=1):
+            selected = {qid: text for qid, text in queries.items()
+                        if variant.query_ids is None or qid in variant.query_ids}
+            if not selected:
+                raise InvalidInput(f"variant {variant.name!r} has none of the {len(queries)} queries in its sample")
+            searcher.config = variant.config
+            depth = min(variant.config.top_k, _WARM_UP_DEPTH)
+            searcher.search(next(iter(selected.values())) + _WARM_UP_SUFFIX, depth, min(variant.config.top_n, depth),
+                            rerank=variant.rerank)
+            if cold_cache:
+                searcher.cache = ScoreCache(saved_cache.max_entries)
+            hits, misses = searcher.cache.hits, searcher.cache.misses
+            description = f"[{number}/{len(variants)}] {variant.name}"
+            results, seconds = _search(searcher, variant, list(selected.values()), per_query_latency,
+                                       description, show_progress)
+            mode: LatencyMode = "per-query" if per_query_latency else "batch"
+            scores.append(_score(variant, list(selected), results, seconds, qrels, mode,
+                                 searcher.cache.hits - hits, searcher.cache.misses - misses, cold_cache))
+    finally:
+        searcher.config, searcher.cache = saved_config, saved_cache
     return scores
 
 
-def _score(name: str, ids: list[str], results: list[SearchResult], qrels: Qrels) -> PipelineScore:
+def _search(searcher: Searcher, variant: Variant, texts: list[str], per_query: bool, description: str,
+            show_progress: bool) -> tuple[list[SearchResult], list[float]]:
+    """Results and wall-clock seconds per query (in batch mode, each query's share of its chunk)."""
+    if per_query:
+        chunk = 1
+    elif variant.rerank:
+        chunk = max(1, _PAIRS_PER_CHUNK // variant.config.top_k)
+    else:
+        chunk = _QUERIES_PER_CHUNK
+    results: list[SearchResult] = []
+    seconds: list[float] = []
+    with progress_task(description, len(texts), show_progress) as advance:
+        for start in range(0, len(texts), chunk):
+            batch = texts[start:start + chunk]
+            began = time.perf_counter()
+            results += searcher.search_many(batch, rerank=variant.rerank)
+            seconds += [(time.perf_counter() - began) / len(batch)] * len(batch)
+            advance(len(batch))
+    return results, seconds
+
+
+def _score(variant: Variant, ids: list[str], results: list[SearchResult], seconds: list[float], qrels: Qrels,
+           mode: LatencyMode, cache_hits: int, cache_misses: int, cold_cache: bool) -> PipelineScore:
     run: Run = {qid: {hit.id: hit.score for hit in result.hits} for qid, result in zip(ids, results, strict=True)}
-    evaluated = evaluate(run, qrels, PIPELINE_METRICS)
-    stages = sorted({t.stage for r in results for t in r.timings})
-    seconds = {stage: sum(r.timing(stage) for r in results) / len(results) for stage in stages}
-    seconds["total"] = sum(r.total_seconds for r in results) / len(results)
-    return PipelineScore(name, dict(evaluated.mean), seconds, dict(evaluated.per_query))
+    judged = {qid: qrels[qid] for qid in ids if qid in qrels}
+    evaluated = evaluate(run, judged, [*PIPELINE_METRICS, f"recall@{variant.config.top_k}"])
+    stages = sorted({timing.stage for result in results for timing in result.timings})
+    per_stage = {stage: [result.timing(stage) for result in results] for stage in stages}
+    # "total" is the wall clock around the search call, so it includes what no stage timed (hit building).
+    per_stage["total"] = seconds
+    latency = {stage: _latency(values, mode) for stage, values in per_stage.items()}
+    return PipelineScore(variant, dict(evaluated.mean), latency, mode, cache_hits, cache_misses, cold_cache,
+                         dict(evaluated.per_query), run)
 
 
+def _latency(values: list[float], mode: LatencyMode) -> StageLatency:
+    array = np.asarray(values, dtype=np.float64)
+    return StageLatency(float(array.mean()), float(np.percentile(array, 95)) if mode == "per-query" else None)

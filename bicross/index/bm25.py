@@ -12,9 +12,9 @@ nDCG@10 / Recall@100 of 0.686 / 0.913 on SciFact and 0.365 / 0.735 on Cranfield,
 and 0.337 / 0.704 without stemming; leaving the title out costs another 0.015 to 0.045 nDCG@10.
 
 Shortcuts: the index is immutable; adding or deleting documents means rebuilding it (idf depends on every
-document), which takes about a second for SciFact's 5,183 abstracts. A search returns only documents with
-a positive score (for "lucene", exactly those sharing a term with the query), so it may return fewer than
-top_k; score ties are broken by ascending row id.
+document), which takes about a second for SciFact's 5,183 abstracts (Collection does it at every commit).
+A search returns only documents with a positive score (for "lucene", exactly those sharing a term with
+the query), so it may return fewer than top_k; score ties are broken by ascending row id.
 """
 
 from __future__ import annotations
@@ -203,22 +203,26 @@ class Bm25Index:
         """How many texts were indexed (row ids are 0 .. num_documents - 1)."""
         return int(self._retriever.scores["num_docs"])
 
-    def search(self, query: str, top_k: int) -> RankedList:
+    def search(self, query: str, top_k: int, allowed: NDArray[np.bool_] | None = None) -> RankedList:
         """Row ids and BM25 scores of the best `top_k` documents, best first; fewer if fewer match.
 
         A query with no indexable term (empty, only stopwords, or only unknown words) returns empty arrays.
+        `allowed` (bool, one per row) keeps only those rows; it is applied before the top-k cut, so up to
+        `top_k` allowed matches come back.
         """
         _check_top_k(top_k)
         if not isinstance(query, str):
             raise InvalidInput(f"query must be a str, got {type(query).__name__}")
-        return self._search_terms(self._analyzer([query])[0], top_k)
+        return self._search_terms(self._analyzer([query])[0], top_k, self._checked_allowed(allowed))
 
-    def search_many(self, queries: Sequence[str], top_k: int) -> list[RankedList]:
+    def search_many(self, queries: Sequence[str], top_k: int,
+                    allowed: NDArray[np.bool_] | None = None) -> list[RankedList]:
         """`search` for each query, in order."""
         _check_top_k(top_k)
         if isinstance(queries, str) or not all(isinstance(query, str) for query in queries):
             raise InvalidInput("queries must be a sequence of strings; for one query use search()")
-        return [self._search_terms(terms, top_k) for terms in self._analyzer(queries)]
+        allowed = self._checked_allowed(allowed)
+        return [self._search_terms(terms, top_k, allowed) for terms in self._analyzer(queries)]
 
     def files(self) -> list[str]:
         """Names of the files `save` writes, relative to its folder."""
@@ -268,13 +272,25 @@ class Bm25Index:
         _check_consistent(retriever, config, num_documents, folder)
         return cls(retriever, config)
 
-    def _search_terms(self, terms: list[str], top_k: int) -> RankedList:
+    def _search_terms(self, terms: list[str], top_k: int, allowed: NDArray[np.bool_] | None = None) -> RankedList:
         vocabulary = self._retriever.vocab_dict
         # Repeated query terms count once per occurrence, as in bm25s.retrieve and Lucene.
         term_ids = [vocabulary[term] for term in terms if term in vocabulary]
         if not term_ids:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        return _top_k_positive(self._retriever.get_scores_from_ids(term_ids), top_k)
+        scores = self._retriever.get_scores_from_ids(term_ids)  # (num_documents,)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0)  # only positive scores are returned
+        return _top_k_positive(scores, top_k)
+
+    def _checked_allowed(self, allowed: NDArray[np.bool_] | None) -> NDArray[np.bool_] | None:
+        if allowed is None:
+            return None
+        allowed = np.asarray(allowed)
+        if allowed.dtype != np.bool_ or allowed.shape != (self.num_documents,):
+            raise InvalidInput(f"allowed must be a boolean array with one entry per document "
+                               f"({self.num_documents}), got {allowed.dtype} of shape {allowed.shape}")
+        return allowed
 
 
 def _top_k_positive(scores: NDArray[np.float32], top_k: int) -> RankedList:

@@ -1,7 +1,19 @@
-"""A searchable collection: documents, their embeddings, and what built them, in one folder.
+"""A searchable collection: documents, their embeddings and a BM25 index, in one folder that can grow.
 
-Opening checks the manifest, the checksums and the shapes, so a truncated or corrupted folder is refused
-before any search runs; searching with an encoder other than the one that built it is refused too.
+Layout (format 2): documents and embeddings live in append-only segments, one `documents-K` /
+`embeddings-K` pair per commit that added documents; a tombstone file lists the rows that were deleted
+or replaced since; the BM25 index is rebuilt over the live documents at every commit (about a second per
+5,000 documents), so keyword and dense search always agree on what exists. Every commit is atomic (see
+store.py) and holds the folder's write lock.
+
+Ids returned by every search are positions in `collection.documents` (the live documents, oldest first);
+physical rows and segments stay inside this module and dense.py. Opening checks the manifest, checksums
+and shapes, so a truncated or corrupted folder is refused before any search runs; searching or adding
+with an encoder other than the one that built it is refused too.
+
+Shortcuts: an update is a delete plus an add, so an updated document moves to the end of the order.
+Segments accumulate until `compact()`, which `add` calls itself past `MAX_SEGMENTS`. Positions change
+when documents are deleted, so hold on to document ids, not positions, across commits.
 """
 
 from __future__ import annotations
@@ -9,47 +21,118 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bicross.corpus import check_documents
-from bicross.encoders.bi_encoder import BiEncoder
-from bicross.errors import IndexCorrupt, IndexMismatch
+from bicross.errors import IndexCorrupt, IndexMismatch, InvalidInput
 from bicross.index.bm25 import Bm25Config, Bm25Index
 from bicross.index.dense import ExactDenseIndex
+from bicross.index.filters import Condition, Filters, filter_mask, parse_filters
 from bicross.index.store import commit, read_manifest, verify_files, write_lock
 from bicross.scoring.similarity import normalize_rows
 from bicross.types import Document
 
-__all__ = ["Collection"]
+if TYPE_CHECKING:
+    from bicross.encoders.bi_encoder import BiEncoder
+
+__all__ = ["MAX_SEGMENTS", "Changes", "Collection"]
+
+MAX_SEGMENTS = 32  # `add` compacts instead of appending a segment past this many
+_OPEN_ATTEMPTS = 5  # a reader overtaken by commits while opening re-reads the manifest this many times
+_CACHED_MASKS = 32
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What one commit did: documents added (new ids), updated (existing ids), deleted; the result."""
+
+    added: int
+    updated: int
+    deleted: int
+    count: int
+    generation: int
+
+
+@dataclass
+class _State:
+    """One committed generation, as loaded: swapped whole, so a search never mixes two generations."""
+
+    manifest: dict[str, Any]
+    documents: list[Document]  # live documents, oldest first
+    live_rows: np.ndarray  # (len(documents),) int64 row of each live document, ascending
+    tombstones: np.ndarray  # sorted int64 rows that are deleted or replaced
+    dense: ExactDenseIndex
+    bm25: Bm25Index
+    positions: dict[str, int] = field(default_factory=dict)  # id -> position in documents
+    masks: OrderedDict[tuple[Condition, ...], np.ndarray] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        self.positions = {document.id: position for position, document in enumerate(self.documents)}
 
 
 class Collection:
     """Documents plus their dense and BM25 indexes, as stored in a collection folder."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], documents: list[Document],
-                 dense: ExactDenseIndex, bm25: Bm25Index | None = None) -> None:
+    def __init__(self, path: Path, state: _State) -> None:
         self.path = path
-        self.manifest = manifest
-        self.documents = documents
-        self.dense = dense
-        self._bm25 = bm25
+        self._state = state
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The committed manifest this object reflects."""
+        return self._state.manifest
+
+    @property
+    def documents(self) -> list[Document]:
+        """The live documents, oldest first; search ids are positions in this list."""
+        return self._state.documents
+
+    @property
+    def dense(self) -> ExactDenseIndex:
+        """Exact dense index over the live documents' embeddings (memory-mapped segments)."""
+        return self._state.dense
 
     @property
     def bm25(self) -> Bm25Index:
-        """The BM25 index over the same documents (read on first use: most dense searches never need it)."""
-        if self._bm25 is None:
-            if "bm25" not in self.manifest["files"]:
-                raise IndexCorrupt(f"{self.path} was built without a BM25 index; rebuild it with `bicross index`")
-            self._bm25 = Bm25Index.load(self.path / self.manifest["files"]["bm25"]["name"])
-        return self._bm25
+        """BM25 index over the live documents (rebuilt at every commit)."""
+        return self._state.bm25
 
     def __len__(self) -> int:
-        return len(self.documents)
+        return len(self._state.documents)
+
+    def __contains__(self, document_id: object) -> bool:
+        return document_id in self._state.positions
+
+    def document(self, document_id: str) -> Document:
+        """The live document with this id (InvalidInput if there is none)."""
+        position = self._state.positions.get(document_id)
+        if position is None:
+            raise InvalidInput(f"no document with id {document_id!r} in {self.path}")
+        return self._state.documents[position]
+
+    def filter_mask(self, filters: Filters | None) -> np.ndarray | None:
+        """Boolean mask over `documents` for a filter spec (see filters.py), cached per spec; None: no filter."""
+        conditions = parse_filters(filters)
+        if not conditions:
+            return None
+        state = self._state
+        mask = state.masks.get(conditions)
+        if mask is None:
+            mask = filter_mask(state.documents, conditions)
+            mask.flags.writeable = False
+            state.masks[conditions] = mask
+            if len(state.masks) > _CACHED_MASKS:
+                state.masks.popitem(last=False)
+        else:
+            state.masks.move_to_end(conditions)
+        return mask
 
     @classmethod
     def build(cls, path: str | Path, documents: Sequence[Document], encoder: BiEncoder,
@@ -60,10 +143,7 @@ class Collection:
         documents = list(documents)
         check_documents(documents)
         started = time.perf_counter()
-        encoded = encoder.encode([d.full_text for d in documents], "document", show_progress)
-        embeddings = encoded.embeddings
-        if encoder.similarity == "cosine":
-            embeddings = normalize_rows(embeddings).astype(np.float32)
+        embeddings, truncated = _embed(documents, encoder, show_progress)
         bm25 = Bm25Index.build([d.full_text for d in documents], bm25_config)
         manifest = {
             "model": {"name": encoder.name, "fingerprint": encoder.fingerprint,
@@ -71,42 +151,228 @@ class Collection:
             "dimension": int(embeddings.shape[1]),
             "similarity": encoder.similarity,
             "bm25": bm25.config.to_dict(),
-            "count": len(documents),
-            "truncated_documents": encoded.truncated,
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         with write_lock(folder):
-            committed = commit(folder, {
-                "documents.jsonl": lambda target: _write_documents(target, documents),
-                "embeddings.npy": lambda target: np.save(target, embeddings, allow_pickle=False),
-                "bm25": bm25.save,
-            }, manifest)
-        return cls(folder, committed, documents, ExactDenseIndex(embeddings, encoder.similarity), bm25)
+            state = _commit(folder, manifest, None, [], (documents, embeddings, truncated), _NO_ROWS, bm25, documents)
+        return cls(folder, state)
 
     @classmethod
     def open(cls, path: str | Path, verify_checksums: bool = True) -> Collection:
-        """Load a committed collection, refusing one that is incomplete, corrupted or of another format."""
+        """Load a committed collection, refusing one that is incomplete, corrupted or of another format.
+
+        A writer may commit while we read: if a file the manifest named has gone because the manifest
+        moved on, the newer manifest is read and loading starts again.
+        """
         folder = Path(path)
-        manifest = read_manifest(folder)
-        verify_files(folder, manifest, verify_checksums)
-        embeddings = _load_embeddings(folder / manifest["files"]["embeddings.npy"]["name"])
-        documents = _read_documents(folder / manifest["files"]["documents.jsonl"]["name"])
-        expected = (manifest["count"], manifest["dimension"])
-        if embeddings.shape != expected or len(documents) != manifest["count"]:
-            raise IndexCorrupt(f"{folder}: embeddings {embeddings.shape} / {len(documents)} documents do not "
-                               f"match the manifest {expected}; rebuild the index")
-        return cls(folder, manifest, documents, ExactDenseIndex(embeddings, manifest["similarity"]))
+        for attempt in range(_OPEN_ATTEMPTS):
+            manifest = read_manifest(folder)
+            try:
+                return cls(folder, _load(folder, manifest, verify_checksums))
+            except (IndexCorrupt, OSError):
+                overtaken = read_manifest(folder)["generation"] != manifest["generation"]
+                if not overtaken or attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def refresh(self) -> bool:
+        """Load the folder's latest committed state if another process committed since; True if it did."""
+        if read_manifest(self.path) == self._state.manifest:
+            return False
+        self._state = Collection.open(self.path)._state
+        return True
 
     def check_encoder(self, encoder: BiEncoder) -> None:
         """Refuse an encoder whose weights differ from the one that built this collection."""
-        built = self.manifest["model"]
-        if encoder.fingerprint != built["fingerprint"]:
-            raise IndexMismatch(
-                f"{self.path} was built with {built['name']} (fingerprint {built['fingerprint']}, dimension "
-                f"{self.manifest['dimension']}) but the query encoder is {encoder.name} (fingerprint "
-                f"{encoder.fingerprint}); search with --model {built['name']} or rebuild the index with "
-                f"--model {encoder.name}"
-            )
+        _check_encoder(self.path, self._state.manifest, encoder)
+
+    def add(self, documents: Iterable[Document], encoder: BiEncoder, show_progress: bool = False) -> Changes:
+        """Embed and add `documents` in one atomic commit; a document whose id exists replaces it."""
+        documents = list(documents)
+        check_documents(documents, "added documents")
+        self.check_encoder(encoder)
+        embeddings, truncated = _embed(documents, encoder, show_progress)  # before the lock: it is the slow part
+        with write_lock(self.path):
+            state = self._latest()
+            _check_encoder(self.path, state.manifest, encoder)  # the folder may have been rebuilt meanwhile
+            replaced = np.array(sorted(state.positions[d.id] for d in documents if d.id in state.positions),
+                                dtype=np.int64)
+            kept = np.ones(len(state.documents), dtype=bool)
+            kept[replaced] = False
+            live = [document for document, keep in zip(state.documents, kept, strict=True) if keep] + documents
+            bm25 = Bm25Index.build([d.full_text for d in live], _bm25_config(state.manifest))
+            tombstones = np.union1d(state.tombstones, state.live_rows[replaced])
+            segments = state.manifest["segments"]
+            if len(segments) < MAX_SEGMENTS:
+                self._state = _commit(self.path, state.manifest, state, segments,
+                                      (documents, embeddings, truncated), tombstones, bm25, live)
+            else:  # rewrite everything as one segment rather than grow without bound
+                old = np.asarray(state.dense.embeddings)[kept]
+                merged = (live, np.concatenate([old, embeddings]), _truncated(state.manifest) + truncated)
+                self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, bm25, live)
+        return Changes(len(documents) - replaced.size, int(replaced.size), 0, len(self), self.manifest["generation"])
+
+    def delete(self, ids: Iterable[str]) -> Changes:
+        """Delete the documents with these ids in one atomic commit; unknown ids are refused, naming them."""
+        if isinstance(ids, str):
+            raise InvalidInput("ids must be a list of document ids, got a single string; wrap it in a list")
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            raise InvalidInput("no document ids to delete")
+        with write_lock(self.path):
+            state = self._latest()
+            unknown = [document_id for document_id in wanted if document_id not in state.positions]
+            if unknown:
+                shown = ", ".join(repr(d) for d in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+                raise InvalidInput(f"{len(unknown)} id(s) are not in {self.path}: {shown}; nothing was deleted")
+            if len(wanted) == len(state.documents):
+                raise InvalidInput(f"deleting all {len(wanted)} documents would leave {self.path} empty; "
+                                   "delete the folder, or rebuild it with `bicross index`")
+            gone = np.array(sorted(state.positions[d] for d in wanted), dtype=np.int64)
+            kept = np.ones(len(state.documents), dtype=bool)
+            kept[gone] = False
+            live = [document for document, keep in zip(state.documents, kept, strict=True) if keep]
+            bm25 = Bm25Index.build([d.full_text for d in live], _bm25_config(state.manifest))
+            tombstones = np.union1d(state.tombstones, state.live_rows[gone])
+            self._state = _commit(self.path, state.manifest, state, state.manifest["segments"], None, tombstones,
+                                  bm25, live)
+        return Changes(0, 0, len(wanted), len(self), self.manifest["generation"])
+
+    def compact(self) -> bool:
+        """Rewrite the live documents as one segment without tombstones; False if it already was one."""
+        with write_lock(self.path):
+            state = self._latest()
+            if len(state.manifest["segments"]) == 1 and state.tombstones.size == 0:
+                return False
+            merged = (state.documents, np.asarray(state.dense.embeddings), _truncated(state.manifest))
+            self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, state.bm25,
+                                  state.documents, bm25_changed=False)  # same documents, same order
+        return True
+
+    def _latest(self) -> _State:
+        """Under the write lock: the folder's committed state, reloaded if another process changed it."""
+        manifest = read_manifest(self.path)
+        if manifest != self._state.manifest:
+            self._state = _load(self.path, manifest, checksums=False)
+        return self._state
+
+
+def _commit(folder: Path, base: dict[str, Any], previous: _State | None, carried_segments: list[dict[str, Any]],
+            new_segment: tuple[list[Document], np.ndarray, int] | None, tombstones: np.ndarray,
+            bm25: Bm25Index, live: list[Document], bm25_changed: bool = True) -> _State:
+    """Commit a generation: the carried segments plus an optional new one, the tombstones, and BM25.
+
+    Files that did not change (carried segments, equal tombstones, an unchanged BM25) are carried over
+    from `previous`, not rewritten. `live` is the resulting live documents, in row order.
+    """
+    previous_files = {} if previous is None else previous.manifest["files"]
+    carry = {role: previous_files[role] for segment in carried_segments
+             for role in (segment["documents"], segment["embeddings"])}
+    writers: dict[str, Any] = {}
+    segments = [dict(segment) for segment in carried_segments]
+    if new_segment is not None:
+        documents, embeddings, truncated = new_segment
+        number = len(segments)
+        roles = {"documents": f"documents-{number}.jsonl", "embeddings": f"embeddings-{number}.npy"}
+        writers[roles["documents"]] = lambda target: _write_documents(target, documents)
+        writers[roles["embeddings"]] = lambda target: np.save(target, embeddings, allow_pickle=False)
+        segments.append({**roles, "rows": len(documents), "truncated": truncated})
+    tombstone_role = "tombstones.npy" if tombstones.size else None
+    if tombstone_role is not None:
+        if carried_segments and previous is not None and np.array_equal(previous.tombstones, tombstones):
+            carry[tombstone_role] = previous_files[tombstone_role]
+        else:
+            writers[tombstone_role] = lambda target: np.save(target, tombstones, allow_pickle=False)
+    if bm25_changed or "bm25" not in previous_files:
+        writers["bm25"] = bm25.save
+    else:
+        carry["bm25"] = previous_files["bm25"]
+    rows = sum(segment["rows"] for segment in segments)
+    manifest = {key: value for key, value in base.items()
+                if key not in ("format", "format_version", "generation", "files")}
+    manifest.update({
+        "segments": segments, "tombstones": tombstone_role, "rows": rows, "count": rows - int(tombstones.size),
+        "deleted": int(tombstones.size), "truncated_documents": sum(s["truncated"] for s in segments),
+    })
+    committed = commit(folder, writers, manifest, carry)
+    return _load(folder, committed, checksums=None, bm25=bm25, documents=live)
+
+
+def _load(folder: Path, manifest: dict[str, Any], checksums: bool | None, bm25: Bm25Index | None = None,
+          documents: list[Document] | None = None) -> _State:
+    """Read a committed generation; `checksums` None skips file verification (we just wrote them), and the
+    writer hands in the BM25 index and live documents it has in memory."""
+    if checksums is not None:
+        verify_files(folder, manifest, checksums)
+    files = manifest["files"]
+    try:
+        segments, dimension = manifest["segments"], manifest["dimension"]
+        embeddings = [_load_embeddings(folder / files[segment["embeddings"]]["name"]) for segment in segments]
+        rows = sum(segment["rows"] for segment in segments)
+        tombstone_role = manifest["tombstones"]
+    except (KeyError, TypeError) as error:
+        raise IndexCorrupt(f"{folder}/manifest.json lacks {error}; rebuild the index") from None
+    for segment, matrix in zip(segments, embeddings, strict=True):
+        if matrix.shape != (segment["rows"], dimension):
+            raise IndexCorrupt(f"{folder}: embeddings {matrix.shape} do not match the manifest "
+                               f"({segment['rows']}, {dimension}); rebuild the index")
+    tombstones = np.zeros(0, np.int64)
+    if tombstone_role is not None:
+        tombstones = _load_array(folder / files[tombstone_role]["name"]).astype(np.int64)
+        if tombstones.ndim != 1 or np.any(np.diff(tombstones) <= 0) or (tombstones.size and
+                                                                         not 0 <= tombstones[0] <= tombstones[-1] < rows):
+            raise IndexCorrupt(f"{folder}: {files[tombstone_role]['name']} is not a sorted list of rows; rebuild the index")
+    live = np.ones(rows, dtype=bool)
+    live[tombstones] = False
+    if documents is None:
+        documents, offset = [], 0
+        for segment in segments:
+            documents += _read_documents(folder / files[segment["documents"]]["name"], live[offset:offset + segment["rows"]])
+            offset += segment["rows"]
+    if len(documents) != manifest["count"] or rows - tombstones.size != manifest["count"]:
+        raise IndexCorrupt(f"{folder}: embeddings ({rows} rows, {tombstones.size} deleted) / {len(documents)} "
+                           f"documents do not match the manifest ({manifest['count']} documents); rebuild the index")
+    if bm25 is None:
+        if "bm25" not in files:
+            raise IndexCorrupt(f"{folder} was built without a BM25 index; rebuild it with `bicross index`")
+        bm25 = Bm25Index.load(folder / files["bm25"]["name"], mmap=True)  # mapped: survives a later cleanup
+    if bm25.num_documents != len(documents):
+        raise IndexCorrupt(f"{folder}: the BM25 index holds {bm25.num_documents} documents, the collection "
+                           f"{len(documents)}; rebuild the index")
+    live_rows = np.flatnonzero(live).astype(np.int64)
+    dense = ExactDenseIndex(embeddings, manifest["similarity"], live_rows if tombstones.size else None)
+    state = _State(manifest, documents, live_rows, tombstones, dense, bm25)
+    if len(state.positions) != len(documents):
+        raise IndexCorrupt(f"{folder}: two live documents share an id; rebuild the index")
+    return state
+
+
+def _check_encoder(folder: Path, manifest: dict[str, Any], encoder: BiEncoder) -> None:
+    built = manifest["model"]
+    if encoder.fingerprint != built["fingerprint"]:
+        raise IndexMismatch(
+            f"{folder} was built with {built['name']} (fingerprint {built['fingerprint']}, dimension "
+            f"{manifest['dimension']}) but the encoder is {encoder.name} (fingerprint "
+            f"{encoder.fingerprint}); use --model {built['name']} or rebuild the index with --model {encoder.name}"
+        )
+
+
+def _embed(documents: Sequence[Document], encoder: BiEncoder,
+           show_progress: bool) -> tuple[np.ndarray, int]:
+    """Document embeddings `(n, dim)` float32 (unit rows for cosine) and how many texts were truncated."""
+    encoded = encoder.encode([d.full_text for d in documents], "document", show_progress)
+    embeddings = np.asarray(encoded.embeddings, dtype=np.float32)
+    if encoder.similarity == "cosine":
+        embeddings = normalize_rows(embeddings).astype(np.float32)
+    return embeddings, int(encoded.truncated)
+
+
+def _bm25_config(manifest: dict[str, Any]) -> Bm25Config:
+    return Bm25Config.from_dict(manifest["bm25"])
+
+
+def _truncated(manifest: dict[str, Any]) -> int:
+    return int(manifest.get("truncated_documents", 0))
 
 
 def _write_documents(target: Path, documents: Sequence[Document]) -> None:
@@ -117,16 +383,36 @@ def _write_documents(target: Path, documents: Sequence[Document]) -> None:
         os.fsync(handle.fileno())
 
 
-def _read_documents(file: Path) -> list[Document]:
+def _read_documents(file: Path, live: np.ndarray) -> list[Document]:
+    """The documents of one segment file whose rows are live (dead lines are counted, not parsed)."""
+    documents = []
+    lines = 0
     try:
         with file.open(encoding="utf-8") as handle:
-            return [Document(**json.loads(line)) for line in handle]
+            for line in handle:
+                if lines < live.size and live[lines]:
+                    documents.append(Document(**json.loads(line)))
+                lines += 1
     except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
         raise IndexCorrupt(f"{file} is unreadable ({error}); rebuild the index") from None
+    if lines != live.size:
+        raise IndexCorrupt(f"{file} has {lines} documents, the manifest says {live.size}; rebuild the index")
+    return documents
 
 
 def _load_embeddings(file: Path) -> np.ndarray:
     try:
         return np.load(file, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
         raise IndexCorrupt(f"{file} is not a readable embeddings file ({error}); rebuild the index") from None
+
+
+def _load_array(file: Path) -> np.ndarray:
+    try:
+        return np.load(file, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise IndexCorrupt(f"{file} is not a readable array ({error}); rebuild the index") from None

@@ -1,10 +1,17 @@
-"""Exact dense search over stored embeddings: one matrix product per query batch, in chunks."""
+"""Exact dense search over stored embeddings: one matrix product per query batch, in chunks.
+
+The embeddings may be split into segments (one memory-mapped matrix per commit that added documents) and
+some rows may be dead (deleted or replaced documents). Ids in and out of `search` are positions among the
+live rows, in row order, so they index `Collection.documents` directly; dead rows are never scored.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from bicross.errors import IndexMismatch
+from bicross.errors import IndexMismatch, InvalidInput
 from bicross.scoring.similarity import similarity_matrix, top_k_rows
 from bicross.types import Similarity
 
@@ -14,37 +21,94 @@ _CHUNK_ROWS = 262_144  # caps the (queries x chunk) score block at ~1 GiB for 1,
 
 
 class ExactDenseIndex:
-    """Brute-force top-k over an `(n, dim)` float32 matrix (may be a read-only memory map)."""
+    """Brute-force top-k over `(rows, dim)` float32 matrices (may be read-only memory maps).
 
-    def __init__(self, embeddings: np.ndarray, similarity: Similarity) -> None:
-        self.embeddings = embeddings
+    Args:
+        embeddings: one matrix, or the segments whose concatenation holds every row.
+        similarity: how queries and rows are compared.
+        live_rows: ascending rows (of the concatenation) that are searchable; None means every row.
+    """
+
+    def __init__(self, embeddings: np.ndarray | Sequence[np.ndarray], similarity: Similarity,
+                 live_rows: np.ndarray | None = None) -> None:
+        self.segments = [embeddings] if isinstance(embeddings, np.ndarray) else list(embeddings)
+        if not self.segments or len({segment.shape[1] for segment in self.segments}) != 1:
+            raise InvalidInput("embeddings must be one or more (rows, dim) matrices of the same width")
         self.similarity = similarity
+        self._offsets = np.cumsum([0] + [len(segment) for segment in self.segments])
+        self._live_rows = None if live_rows is None else np.asarray(live_rows, dtype=np.int64)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Vectors of the live rows, `(len(self), dim)`: the stored matrix itself when there is one segment
+        and nothing was deleted, else a copy gathered from the segments."""
+        if len(self.segments) == 1 and self._live_rows is None:
+            return self.segments[0]
+        stacked = np.concatenate([np.asarray(segment) for segment in self.segments])
+        return stacked if self._live_rows is None else stacked[self._live_rows]
 
     @property
     def dimension(self) -> int:
         """Vector width."""
-        return int(self.embeddings.shape[1])
+        return int(self.segments[0].shape[1])
 
     def __len__(self) -> int:
-        return int(self.embeddings.shape[0])
+        return int(self._offsets[-1]) if self._live_rows is None else int(self._live_rows.size)
 
-    def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row ids and scores `(n_queries, min(top_k, n))`, best first."""
+    def search(self, queries: np.ndarray, top_k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and scores `(n_queries, min(top_k, n_searchable))`, best first.
+
+        `allowed` (bool, one per live row) restricts the search to those rows. Excluded rows are never
+        scored, so exactly `min(top_k, allowed.sum())` results come back: filtering does not eat into top_k.
+        """
         if queries.ndim != 2 or queries.shape[1] != self.dimension:
             raise IndexMismatch(f"query vectors have shape {queries.shape}, the index holds "
                                 f"{self.dimension}-dimensional vectors; use the encoder that built the index")
+        searchable = self._searchable_rows(allowed)  # (total rows,) bool, or None for every row
         best_ids: np.ndarray | None = None
         best_scores: np.ndarray | None = None
-        for start in range(0, len(self), _CHUNK_ROWS):
-            chunk = np.asarray(self.embeddings[start:start + _CHUNK_ROWS])
-            ids, scores = top_k_rows(similarity_matrix(queries, chunk, self.similarity), top_k)
-            ids += start
-            if best_ids is None:
-                best_ids, best_scores = ids, scores
-                continue
-            merged_ids = np.concatenate([best_ids, ids], axis=1)
-            merged_scores = np.concatenate([best_scores, scores], axis=1)
-            keep, best_scores = top_k_rows(merged_scores, top_k)
-            best_ids = np.take_along_axis(merged_ids, keep, axis=1)
-        assert best_ids is not None and best_scores is not None
-        return best_ids, best_scores.astype(np.float32)
+        for offset, segment in zip(self._offsets[:-1], self.segments, strict=True):
+            for start in range(0, len(segment), _CHUNK_ROWS):
+                stop = min(start + _CHUNK_ROWS, len(segment))
+                keep = None if searchable is None else searchable[offset + start:offset + stop]
+                kept = stop - start if keep is None else int(keep.sum())
+                if kept == 0:
+                    continue
+                picked = None
+                if keep is not None and 2 * kept < stop - start:  # few rows left: score only those
+                    picked = np.flatnonzero(keep)
+                    scores = similarity_matrix(queries, np.asarray(segment[start + picked]), self.similarity)
+                else:  # most rows left: score the chunk as it is mapped, rule out the others
+                    scores = similarity_matrix(queries, np.asarray(segment[start:stop]), self.similarity)
+                    if keep is not None and kept < stop - start:
+                        scores[:, ~keep] = -np.inf
+                ids, scores = top_k_rows(scores, top_k)
+                ids = (ids if picked is None else picked[ids]) + offset + start
+                if best_ids is None:
+                    best_ids, best_scores = ids, scores
+                    continue
+                merged_ids = np.concatenate([best_ids, ids], axis=1)
+                merged_scores = np.concatenate([best_scores, scores], axis=1)
+                keep_best, best_scores = top_k_rows(merged_scores, top_k)
+                best_ids = np.take_along_axis(merged_ids, keep_best, axis=1)
+        if best_ids is None or best_scores is None:  # nothing searchable
+            return np.empty((len(queries), 0), np.int64), np.empty((len(queries), 0), np.float32)
+        # ruled-out rows score -inf and sort last: cut them off
+        found = min(top_k, len(self) if searchable is None else int(searchable.sum()))
+        best_ids, best_scores = best_ids[:, :found], best_scores[:, :found]
+        if self._live_rows is not None:
+            best_ids = np.searchsorted(self._live_rows, best_ids)  # rows -> positions among live rows
+        return best_ids.astype(np.int64), best_scores.astype(np.float32)
+
+    def _searchable_rows(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        if allowed is not None:
+            allowed = np.asarray(allowed)
+            if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
+                raise InvalidInput(f"allowed must be a boolean array with one entry per document ({len(self)}), "
+                                   f"got {allowed.dtype} of shape {allowed.shape}")
+        if self._live_rows is None:
+            return allowed
+        searchable = np.zeros(int(self._offsets[-1]), dtype=bool)
+        searchable[self._live_rows if allowed is None else self._live_rows[allowed]] = True
+        return searchable

@@ -37,7 +37,9 @@ def built(tmp_path: Path, encoder: BiEncoder) -> Collection:
     return Collection.build(tmp_path / "collection", DOCUMENTS, encoder)
 
 
-def _data_file(collection: Collection, role: str) -> Path:
+def _data_file(collection: Collection, kind: str) -> Path:
+    """The first segment's "documents" or "embeddings" file."""
+    role = collection.manifest["segments"][0][kind]
     return collection.path / collection.manifest["files"][role]["name"]
 
 
@@ -79,9 +81,12 @@ def test_second_build_replaces_the_first(built: Collection, encoder: BiEncoder) 
     opened = Collection.open(built.path)
     assert [d.id for d in opened.documents] == [d.id for d in DOCUMENTS[:5]]
     assert opened.dense.embeddings.shape == (5, 32)
-    names = {p.name for p in built.path.iterdir()}
-    assert not names & old_files
-    assert names == {MANIFEST, ".lock", *(spec["name"] for spec in rebuilt.manifest["files"].values())}
+    new_files = {spec["name"] for spec in rebuilt.manifest["files"].values()}
+    # the previous generation stays one commit longer, for readers that read its manifest just before
+    assert {p.name for p in built.path.iterdir()} == {MANIFEST, ".lock", *old_files, *new_files}
+    third = Collection.build(built.path, DOCUMENTS[:3], encoder)
+    assert {p.name for p in built.path.iterdir()} == {
+        MANIFEST, ".lock", *new_files, *(spec["name"] for spec in third.manifest["files"].values())}
 
 
 def test_interrupted_rebuild_leaves_previous_collection_loadable(
@@ -115,7 +120,7 @@ def test_nonexistent_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_truncated_embeddings_are_refused(built: Collection) -> None:
-    file = _data_file(built, "embeddings.npy")
+    file = _data_file(built, "embeddings")
     size = file.stat().st_size
     with file.open("r+b") as handle:
         handle.truncate(size - 64)
@@ -124,7 +129,7 @@ def test_truncated_embeddings_are_refused(built: Collection) -> None:
 
 
 def test_flipped_byte_in_embeddings_fails_checksum(built: Collection) -> None:
-    file = _data_file(built, "embeddings.npy")
+    file = _data_file(built, "embeddings")
     data = bytearray(file.read_bytes())
     data[-5] ^= 0xFF
     file.write_bytes(bytes(data))

@@ -37,13 +37,36 @@ def test_commit_writes_generation_files_and_manifest(tmp_path: Path) -> None:
     verify_files(tmp_path, manifest)
 
 
-def test_second_commit_replaces_and_removes_old_generation(tmp_path: Path) -> None:
-    _commit(tmp_path, b"old")
+def test_commit_keeps_the_previous_generation_until_the_next(tmp_path: Path) -> None:
+    first = _commit(tmp_path, b"old")
     manifest = _commit(tmp_path, b"newer")
     assert manifest["generation"] == 2
-    names = {p.name for p in tmp_path.iterdir()}
-    assert names == {MANIFEST, ".lock", "data.g000002.bin", "ids.g000002.jsonl"}
     assert (tmp_path / "data.g000002.bin").read_bytes() == b"newer"
+    # a reader that read the first manifest just before the commit can still load what it names
+    verify_files(tmp_path, first)
+    _commit(tmp_path, b"newest")
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {MANIFEST, ".lock", "data.g000002.bin", "ids.g000002.jsonl", "data.g000003.bin", "ids.g000003.jsonl"}
+
+
+def test_carried_files_are_kept_unchanged_and_not_rewritten(tmp_path: Path) -> None:
+    first = _commit(tmp_path, b"payload")
+    with write_lock(tmp_path):
+        second = commit(tmp_path, {"ids.jsonl": _writer(b'"b"\n')}, {}, carry={"data.bin": first["files"]["data.bin"]})
+    assert second["files"]["data.bin"] == first["files"]["data.bin"]
+    assert second["files"]["ids.jsonl"]["name"] == "ids.g000002.jsonl"
+    _commit(tmp_path, b"x")
+    _commit(tmp_path, b"y")  # two commits later data.g000001.bin is no longer named by a recent manifest
+    assert not (tmp_path / "data.g000001.bin").exists()
+    verify_files(tmp_path, read_manifest(tmp_path))
+
+
+def test_carrying_a_missing_file_is_refused(tmp_path: Path) -> None:
+    first = _commit(tmp_path, b"payload")
+    (tmp_path / "data.g000001.bin").unlink()
+    with write_lock(tmp_path), pytest.raises(IndexCorrupt, match="data.g000001.bin is missing"):
+        commit(tmp_path, {}, {}, carry={"data.bin": first["files"]["data.bin"]})
+    assert read_manifest(tmp_path) == first
 
 
 def test_interrupted_commit_keeps_previous_generation(tmp_path: Path) -> None:
@@ -54,9 +77,11 @@ def test_interrupted_commit_keeps_previous_generation(tmp_path: Path) -> None:
     assert after == before
     verify_files(tmp_path, after)
     assert (tmp_path / "data.g000001.bin").read_bytes() == b"committed"
-    # the next successful commit sweeps the half-written leftovers away
+    # the next successful commit sweeps the half-written leftovers away (and keeps generation 1 one more commit)
     _commit(tmp_path, b"retry")
-    assert {p.name for p in tmp_path.iterdir()} == {MANIFEST, ".lock", "data.g000002.bin", "ids.g000002.jsonl"}
+    assert {p.name for p in tmp_path.iterdir()} == {MANIFEST, ".lock", "data.g000002.bin", "ids.g000002.jsonl",
+                                                    "data.g000001.bin", "ids.g000001.jsonl"}
+    assert (tmp_path / "data.g000002.bin").read_bytes() == b"retry"
 
 
 def test_commit_never_deletes_files_it_did_not_write(tmp_path: Path) -> None:
@@ -104,6 +129,15 @@ def test_garbage_manifest_is_refused(tmp_path: Path) -> None:
 def test_manifest_of_another_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text(json.dumps({"format": "something-else", "format_version": FORMAT_VERSION}))
     with pytest.raises(IndexCorrupt, match="not a bicross collection manifest"):
+        read_manifest(tmp_path)
+
+
+def test_manifest_of_the_previous_format_is_refused_asking_for_a_rebuild(tmp_path: Path) -> None:
+    _commit(tmp_path, b"abc")
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["format_version"] = 1
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="format version 1, this bicross reads 2; .*older bicross: rebuild it"):
         read_manifest(tmp_path)
 
 

@@ -1,0 +1,1 @@
+"""Store ids, vectors and BM25 statistics; search top-k. Never loads a model."""
