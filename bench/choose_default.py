@@ -48,7 +48,7 @@ def variants(depths: list[int], weights: list[float]) -> list[Variant]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", type=Path, required=True)
-    parser.add_argument("--depths", nargs="+", type=int, default=[20, 40])
+    parser.add_argument("--depths", nargs="+", type=int, default=[20])
     parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path("choose_default.json"))
@@ -66,7 +66,8 @@ def main() -> None:
             build = time.perf_counter() - started
             searcher = Searcher(collection, encoder, reranker)
             scores = evaluate_variants(searcher, queries, qrels, variants(args.depths, args.weights), show_progress=True)
-        rows = [{"pipeline": s.name, **s.metrics} for s in scores]
+        rows = [{"pipeline": s.name, **s.metrics, "ms_per_query": s.seconds_per_query.get("total", 0.0) * 1000}
+                for s in scores]
         report[folder.name] = {"queries": len(queries), "build_seconds": build, "rows": rows,
                                "pairs_scored": searcher.cache.misses}
         print(f"\n### {folder.name} ({len(queries)} queries, index built in {build:.0f} s, "

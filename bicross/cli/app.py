@@ -41,16 +41,11 @@ def index(
     skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Skip documents with no text (named on stderr).")] = False,
 ) -> None:
     """Embed a corpus and store it as a searchable collection folder."""
-    from bicross.corpus import check_documents, drop_empty, read_documents
+    from bicross.cli.output import load_corpus
     from bicross.encoders import BiEncoder
     from bicross.index.collection import Collection
 
-    documents = read_documents(corpus)
-    if skip_empty:
-        documents, skipped = drop_empty(documents)
-        if skipped:
-            errors.print(f"skipped {len(skipped)} document(s) with no text: {', '.join(skipped[:10])}")
-    check_documents(documents, str(corpus))
+    documents = load_corpus(corpus, errors, skip_empty)
     encoder = BiEncoder.load(model, dtype=dtype, batch_size=batch_size)  # type: ignore[arg-type]
     console.print(f"indexing {len(documents):,} documents from {corpus} with {model}")
     collection = Collection.build(index_dir, documents, encoder, show_progress=True)

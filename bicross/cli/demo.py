@@ -11,8 +11,7 @@ __all__ = ["run_demo"]
 
 def run_demo(data: Path, index_dir: Path, queries: int, top_k: int, top_n: int, console: Console) -> None:
     """Build the index if needed, then print first-stage vs reranked tables with judged-relevant hits marked."""
-    from bicross.cli.output import print_results
-    from bicross.corpus import load_documents
+    from bicross.cli.output import load_corpus, print_results
     from bicross.encoders import BiEncoder
     from bicross.evaluation import load_beir_split
     from bicross.index.collection import Collection
@@ -24,7 +23,7 @@ def run_demo(data: Path, index_dir: Path, queries: int, top_k: int, top_n: int, 
         console.print(f"using the index in {index_dir} ({len(collection):,} documents)")
         encoder = BiEncoder.load(collection.manifest["model"]["name"])
     else:
-        documents = load_documents(data / "corpus.jsonl")
+        documents = load_corpus(data / "corpus.jsonl", console, skip_empty=True)
         encoder = BiEncoder.load()
         console.print(f"indexing {len(documents):,} documents of {data} into {index_dir} "
                       "(once; later runs reuse it)")

@@ -35,7 +35,7 @@ class EvalOptions:
 
 def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = True) -> dict[str, Any]:
     """Evaluate every pipeline, print the tables, write the report folder if asked; return the report dict."""
-    from bicross.corpus import load_documents
+    from bicross.cli.output import load_corpus
     from bicross.encoders import BiEncoder
     from bicross.errors import InvalidInput
     from bicross.evaluation import load_beir_split
@@ -60,7 +60,8 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
     else:
         encoder = BiEncoder.load(options.model)
         console.print(f"building the index in {folder}")
-        collection = Collection.build(folder, load_documents(options.data / "corpus.jsonl"), encoder,
+        documents = load_corpus(options.data / "corpus.jsonl", console, skip_empty=True)
+        collection = Collection.build(folder, documents, encoder,
                                       show_progress=progress)
     reranking = bool(options.rerank_depths) or options.exhaustive_sample > 0
     cross = CrossEncoder.load(options.reranker) if reranking else None

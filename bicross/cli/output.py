@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bicross.types import SearchResult
+from bicross.types import Document, SearchResult
 
-__all__ = ["print_results", "results_json", "snippet"]
+__all__ = ["load_corpus", "print_results", "results_json", "snippet"]
 
 
 def snippet(text: str, width: int = 90) -> str:
@@ -56,3 +57,17 @@ def results_json(results: Sequence[SearchResult]) -> str:
         for r in results
     ]
     return json.dumps(payload, ensure_ascii=False, indent=2)
+
+
+def load_corpus(path: Path, console: Console, skip_empty: bool) -> list[Document]:
+    """Read and check a corpus; with `skip_empty`, drop documents without text and name them on `console`."""
+    from bicross.corpus import check_documents, drop_empty, read_documents
+
+    documents = read_documents(path)
+    if skip_empty:
+        documents, skipped = drop_empty(documents)
+        if skipped:
+            shown = ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+            console.print(f"[yellow]skipped {len(skipped)} document(s) with no text:[/] {shown}")
+    check_documents(documents, str(path))
+    return documents

@@ -340,7 +340,8 @@ def _load(folder: Path, manifest: dict[str, Any], checksums: bool | None, bm25: 
         raise IndexCorrupt(f"{folder}: the BM25 index holds {bm25.num_documents} documents, the collection "
                            f"{len(documents)}; rebuild the index")
     live_rows = np.flatnonzero(live).astype(np.int64)
-    dense = ExactDenseIndex(embeddings, manifest["similarity"], live_rows if tombstones.size else None)
+    dense = ExactDenseIndex(embeddings, manifest["similarity"], live_rows if tombstones.size else None,
+                            unit_rows=manifest["similarity"] == "cosine")
     state = _State(manifest, documents, live_rows, tombstones, dense, bm25)
     if len(state.positions) != len(documents):
         raise IndexCorrupt(f"{folder}: two live documents share an id; rebuild the index")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bicross.errors import IndexMismatch, InvalidInput
-from bicross.scoring.similarity import similarity_matrix, top_k_rows
+from bicross.scoring.similarity import normalize_rows, similarity_matrix, top_k_rows
 from bicross.types import Similarity
 
 __all__ = ["ExactDenseIndex"]
@@ -27,16 +27,19 @@ class ExactDenseIndex:
         embeddings: one matrix, or the segments whose concatenation holds every row.
         similarity: how queries and rows are compared.
         live_rows: ascending rows (of the concatenation) that are searchable; None means every row.
+        unit_rows: the stored rows already have unit length (collections store them so for cosine), so
+            cosine is a dot product with the normalized query and rows are not re-normalized per search.
     """
 
     def __init__(self, embeddings: np.ndarray | Sequence[np.ndarray], similarity: Similarity,
-                 live_rows: np.ndarray | None = None) -> None:
+                 live_rows: np.ndarray | None = None, unit_rows: bool = False) -> None:
         self.segments = [embeddings] if isinstance(embeddings, np.ndarray) else list(embeddings)
         if not self.segments or len({segment.shape[1] for segment in self.segments}) != 1:
             raise InvalidInput("embeddings must be one or more (rows, dim) matrices of the same width")
         self.similarity = similarity
         self._offsets = np.cumsum([0] + [len(segment) for segment in self.segments])
         self._live_rows = None if live_rows is None else np.asarray(live_rows, dtype=np.int64)
+        self.unit_rows = unit_rows
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -66,6 +69,9 @@ class ExactDenseIndex:
             raise IndexMismatch(f"query vectors have shape {queries.shape}, the index holds "
                                 f"{self.dimension}-dimensional vectors; use the encoder that built the index")
         searchable = self._searchable_rows(allowed)  # (total rows,) bool, or None for every row
+        metric = self.similarity
+        if metric == "cosine" and self.unit_rows:
+            queries, metric = normalize_rows(queries), "dot"
         best_ids: np.ndarray | None = None
         best_scores: np.ndarray | None = None
         for offset, segment in zip(self._offsets[:-1], self.segments, strict=True):
@@ -78,9 +84,9 @@ class ExactDenseIndex:
                 picked = None
                 if keep is not None and 2 * kept < stop - start:  # few rows left: score only those
                     picked = np.flatnonzero(keep)
-                    scores = similarity_matrix(queries, np.asarray(segment[start + picked]), self.similarity)
+                    scores = similarity_matrix(queries, np.asarray(segment[start + picked]), metric)
                 else:  # most rows left: score the chunk as it is mapped, rule out the others
-                    scores = similarity_matrix(queries, np.asarray(segment[start:stop]), self.similarity)
+                    scores = similarity_matrix(queries, np.asarray(segment[start:stop]), metric)
                     if keep is not None and kept < stop - start:
                         scores[:, ~keep] = -np.inf
                 ids, scores = top_k_rows(scores, top_k)

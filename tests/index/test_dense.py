@@ -60,3 +60,14 @@ def test_memory_mapped_embeddings_search_like_in_memory(tmp_path) -> None:
     mapped = ExactDenseIndex(np.load(tmp_path / "e.npy", mmap_mode="r"), "dot")
     queries = _vectors(3, seed=6)
     np.testing.assert_array_equal(mapped.search(queries, 4)[0], ExactDenseIndex(embeddings, "dot").search(queries, 4)[0])
+
+
+def test_unit_rows_cosine_matches_renormalizing_search():
+    rng = np.random.default_rng(7)
+    rows = rng.normal(size=(50, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    queries = rng.normal(size=(4, 8)).astype(np.float32) * 3.0  # unnormalized queries
+    fast_ids, fast_scores = ExactDenseIndex(rows, "cosine", unit_rows=True).search(queries, 5)
+    slow_ids, slow_scores = ExactDenseIndex(rows, "cosine").search(queries, 5)
+    np.testing.assert_array_equal(fast_ids, slow_ids)
+    np.testing.assert_allclose(fast_scores, slow_scores, atol=1e-5)
