@@ -9,10 +9,12 @@ Shortcuts, and why:
 - Rows are never removed. HNSW cannot remove vectors, so deletes for every kind are handled like the
   exact index does: `with_live_rows` names the rows that still exist and searches pass FAISS an
   `IDSelectorBitmap` of the searchable rows. Rebuild (or compact) to reclaim the space of dead rows.
-- Filters never eat into `top_k`: the selector is applied inside the graph or list scan, a query that
-  still comes back short is searched again with a wider beam (4x efSearch) or every list (nprobe =
-  nlist), and an HNSW index with few searchable rows (`_EXACT_BELOW_ROWS`) scores them exactly from its
-  stored vectors. So `min(top_k, searchable rows)` results always come back.
+- Filters neither eat into `top_k` nor (much) into recall: the selector is applied inside the graph walk
+  or list scan, and a filter keeping a share s of the rows multiplies efSearch (or nprobe) by 1/s, so
+  about as many searchable candidates are examined as without a filter. A query that still comes back
+  short is searched again 4x wider, up to every list (nprobe = nlist) or an exact scan; an HNSW index
+  with few searchable rows (`_EXACT_BELOW_ROWS`) scores them exactly from its stored vectors. So
+  `min(top_k, searchable rows)` results always come back.
 - IVF centroids are trained once, on a sample; vectors added later are assigned to those centroids. If
   a collection grows far past `trained_on` rows, rebuild to retrain.
 - An index loaded memory-mapped (`load(..., mmap=True)`) is read-only: FAISS aborts the process on an
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -121,8 +123,10 @@ def training_size(n: int, nlist: int, train_size: int | None = None) -> int:
     """Vectors to train IVF centroids on: `train_size` if given, else 100,000 kept within 39 to 256 per
     list (k-means is unstable below 39, and gains nothing above 256), never more than `n`.
 
-    >>> training_size(1_000_000, 4096), training_size(1_000_000, 256), training_size(20_000, 512), training_size(10**6, 4096, 100_000)
-    (159744, 65536, 20000, 100000)
+    >>> training_size(1_000_000, 4096), training_size(1_000_000, 256), training_size(20_000, 512)
+    (159744, 65536, 20000)
+    >>> training_size(1_000_000, 4096, train_size=100_000)
+    100000
     """
     wanted = train_size if train_size is not None else min(max(100_000, 39 * nlist), 256 * nlist)
     return min(n, wanted)
@@ -167,9 +171,9 @@ class AnnIndex:
                                "'auto' chose exact search: use ExactDenseIndex, or set AnnConfig(kind='hnsw') to force one")
         if total == 0:
             raise InvalidInput("cannot build an approximate index over zero vectors")
-        metric = faiss.METRIC_L2 if similarity == "euclidean" else faiss.METRIC_INNER_PRODUCT
         if similarity not in ("cosine", "dot", "euclidean"):
             raise InvalidInput(f"unknown similarity {similarity!r}; choose cosine, dot or euclidean")
+        metric = faiss.METRIC_L2 if similarity == "euclidean" else faiss.METRIC_INNER_PRODUCT
         nlist = config.nlist or default_nlist(total)
         if kind == "hnsw":
             index = faiss.IndexHNSWFlat(dimension, config.hnsw_m, metric)
@@ -252,6 +256,8 @@ class AnnIndex:
                                 f"{self.dimension}-dimensional vectors; use the encoder that built the index")
         searchable = self._searchable_rows(allowed)  # (total rows,) bool, or None for every row
         count = self.total_rows if searchable is None else int(searchable.sum())
+        if count == self.total_rows:
+            searchable = None  # nothing ruled out: skip the selector
         found = min(top_k, count)
         if found <= 0:
             return np.empty((len(queries), 0), np.int64), np.empty((len(queries), 0), np.float32)
@@ -260,6 +266,9 @@ class AnnIndex:
             rows, scores = self._exact(prepared, np.flatnonzero(searchable), found)
         else:
             width = (ef_search or self.config.ef_search) if self.kind == "hnsw" else (nprobe or self.config.nprobe)
+            # a filter keeping a share s of the rows: widen the beam (or lists probed) by 1/s, so about as
+            # many searchable candidates are examined as an unfiltered search examines
+            width = math.ceil(width * self.total_rows / count)
             rows, scores = self._approximate(prepared, found, searchable, width)
         if self._live_rows is not None:
             rows = np.searchsorted(self._live_rows, rows)  # rows -> positions among live rows
@@ -390,11 +399,6 @@ class AnnIndex:
             pq = self.index.pq
             size += pq.M * pq.ksub * pq.dsub * 4
         return int(size)
-
-    def with_search(self, ef_search: int | None = None, nprobe: int | None = None) -> AnnIndex:
-        """The same index with other default search widths."""
-        config = replace(self.config, ef_search=ef_search or self.config.ef_search, nprobe=nprobe or self.config.nprobe)
-        return AnnIndex(self.index, self.kind, self.similarity, config, self.trained_on, self._live_rows, self.mapped)
 
 
 def _segments(vectors: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
