@@ -39,7 +39,8 @@ def variants(depths: list[int], weights: list[float]) -> list[Variant]:
     for depth in depths:
         for name, stage in stages.items():
             for weight in weights:
-                config = SearchConfig(top_k=depth, top_n=depth, first_stage=stage, rerank_weight=weight)
+                config = SearchConfig(top_k=depth, top_n=depth, rerank_depth=depth, first_stage=stage,
+                                      rerank_weight=weight)
                 label = "CE order" if weight == 0 else f"z(CE) + {weight:g} z(first)"
                 rows.append(Variant(f"{name} top {depth} -> {label}", config, True))
     return rows

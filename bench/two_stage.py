@@ -68,7 +68,8 @@ def _bicross_worker(options: dict[str, Any]) -> dict[str, Any]:
     encoder = BiEncoder.load(common.BI_ENCODER_ID, dtype=options["dtype"], threads=options["threads"])
     reranker = CrossEncoder.load(common.CROSS_ENCODER_ID, threads=options["threads"],
                                  max_length=options["max_length"])
-    config = SearchConfig(top_k=options["top_k"], top_n=10, first_stage=FirstStageConfig(kind="dense"),
+    config = SearchConfig(top_k=options["top_k"], top_n=10, rerank_depth=options["top_k"],
+                          first_stage=FirstStageConfig(kind="dense"),
                           rerank_weight=0.0)
     searcher = Searcher(collection, encoder, reranker, config)
     searcher.search(WARM_UP_QUERY)

@@ -27,13 +27,21 @@ Fusion = Literal["rrf", "minmax", "zscore"]
 
 @dataclass(frozen=True)
 class FirstStageConfig:
-    """Which retriever(s) produce candidates and how a hybrid fuses them."""
+    """Which retriever(s) produce candidates and how a hybrid fuses them.
+
+    `ef_search`, `nprobe` and `rescore_factor` override, for these searches, the values the collection's
+    dense searcher was built with (HNSW beam width, IVF lists probed, quantized shortlist = top_k times
+    this); None keeps the built ones, and a knob that does not apply to the searcher is ignored.
+    """
 
     kind: FirstStage = "hybrid"
     fusion: Fusion = "minmax"
     bm25_weight: float = 0.5  # hybrid score fusion: bm25_weight * BM25 + (1 - bm25_weight) * dense
     rrf_k: float = 60.0
     depth: int = 100  # candidates each retriever contributes to a hybrid
+    ef_search: int | None = None
+    nprobe: int | None = None
+    rescore_factor: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("dense", "bm25", "hybrid"):
@@ -44,6 +52,10 @@ class FirstStageConfig:
             raise InvalidInput(f"bm25_weight must be within [0, 1], got {self.bm25_weight}")
         if self.depth <= 0 or self.rrf_k <= 0:
             raise InvalidInput(f"depth and rrf_k must be positive, got depth={self.depth}, rrf_k={self.rrf_k}")
+        for name in ("ef_search", "nprobe", "rescore_factor"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InvalidInput(f"{name} must be a positive integer or None, got {value!r}")
 
 
 def retrieve(collection: Collection, encoder: BiEncoder, queries: Sequence[str], top_k: int,
@@ -66,7 +78,8 @@ def retrieve(collection: Collection, encoder: BiEncoder, queries: Sequence[str],
         started = time.perf_counter()
         vectors = encoder.encode_queries(queries)
         encoded = time.perf_counter()
-        ids, scores = collection.dense.search(vectors, depth, allowed=allowed)
+        ids, scores = collection.search_dense(vectors, depth, allowed, ef_search=config.ef_search,
+                                              nprobe=config.nprobe, rescore_factor=config.rescore_factor)
         dense = list(zip(ids, scores, strict=True))
         timings += [StageTiming("encode", encoded - started), StageTiming("dense", time.perf_counter() - encoded)]
     if config.kind in ("bm25", "hybrid"):

@@ -39,16 +39,29 @@ def index(
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
     dtype: DType = "auto",
     skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Skip documents with no text (named on stderr).")] = False,
+    ann: Annotated[str, typer.Option(
+        "--ann", help="Dense searcher: auto (exact below 200,000 documents, else hnsw) | exact | hnsw | ivf_flat | "
+        "ivf_pq | ivf_sq8.")] = "auto",
+    hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 32,
+    ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW search beam width.")] = 128,
+    nlist: Annotated[int | None, typer.Option("--nlist", help="IVF lists (default about 4 * sqrt(n)).")] = None,
+    nprobe: Annotated[int, typer.Option("--nprobe", help="IVF lists probed per query.")] = 16,
+    quantization: Annotated[str, typer.Option(
+        "--quantization", help="Codes exact search scans, shortlist rescored in float32: float32 | float16 | int8 | "
+        "binary.")] = "float32",
 ) -> None:
     """Embed a corpus and store it as a searchable collection folder."""
     from bicross.cli.output import load_corpus
     from bicross.encoders import BiEncoder
+    from bicross.index.ann import AnnConfig
     from bicross.index.collection import Collection
 
+    config = AnnConfig(kind=ann, hnsw_m=hnsw_m, ef_search=ef_search, nlist=nlist, nprobe=nprobe)  # type: ignore[arg-type]
     documents = load_corpus(corpus, errors, skip_empty)
     encoder = BiEncoder.load(model, dtype=dtype, batch_size=batch_size)  # type: ignore[arg-type]
     console.print(f"indexing {len(documents):,} documents from {corpus} with {model}")
-    collection = Collection.build(index_dir, documents, encoder, show_progress=True)
+    collection = Collection.build(index_dir, documents, encoder, show_progress=True, ann=config,
+                                  quantization=quantization)
     _print_manifest(collection.manifest, index_dir)
 
 
@@ -66,7 +79,8 @@ def search(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Query encoder (default: the index's).")] = None,
     first_stage: Annotated[str | None, typer.Option(help="dense | bm25 | hybrid (default: hybrid).")] = None,
     fusion: Annotated[str | None, typer.Option(help="Hybrid fusion: minmax | zscore | rrf.")] = None,
-    rerank_weight: Annotated[float | None, typer.Option(help="Final = z(rerank) + w * z(first stage).")] = None,
+    rerank_weight: Annotated[float | None, typer.Option(help="Final = z(rerank) + w * z(first stage) (default 3).")] = None,
+    rerank_depth: Annotated[int, typer.Option(help="How many of the top-k candidates the cross-encoder reads.")] = 20,
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="Metadata filter, repeatable: 'year>=2010', 'journal=Nature,Cell', 'lang!=en'.")] = None,
 ) -> None:
@@ -76,7 +90,7 @@ def search(
 
     texts, ids = _queries(query, queries)
     spec = parse_filter_expressions(filters or [])
-    config = _search_config(top_k, top_n, first_stage, fusion, rerank_weight)
+    config = _search_config(top_k, top_n, first_stage, fusion, rerank_weight, rerank_depth)
     searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config)
     results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
     if trec_run is not None:
@@ -149,9 +163,11 @@ def rerank(
     from bicross.cli.output import snippet
     from bicross.corpus import load_documents
     from bicross.rerankers import CrossEncoder
+    from bicross.search import DEFAULT_RERANK_MAX_LENGTH
 
     documents = load_documents(candidates)
-    ranked = CrossEncoder.load(reranker).rank(query, [d.full_text for d in documents], top_n)
+    cross_encoder = CrossEncoder.load(reranker, max_length=DEFAULT_RERANK_MAX_LENGTH)
+    ranked = cross_encoder.rank(query, [d.full_text for d in documents], top_n)
     if as_json:
         print(json.dumps([{"rank": r, "id": documents[x.index].id, "score": x.score, "input_rank": x.index + 1}
                           for r, x in enumerate(ranked, start=1)], indent=2))
@@ -184,7 +200,7 @@ def evaluate_command(
     model: Annotated[str, typer.Option("--model", "-m", help="Bi-encoder when the index is built here.")] = DEFAULT_MODEL,
     limit: Annotated[int | None, typer.Option(help="Score only the first N queries.")] = None,
     fusion: Annotated[str, typer.Option(help="Hybrid fusion: minmax | zscore | rrf.")] = "minmax",
-    rerank_weight: Annotated[float, typer.Option(help="Final = z(rerank) + w * z(first stage); 0 = rerank order.")] = 1.0,
+    rerank_weight: Annotated[float, typer.Option(help="Final = z(rerank) + w * z(first stage); 0 = rerank order.")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
 ) -> None:
     """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance."""
@@ -217,25 +233,38 @@ def demo(
 
 
 @app.command()
-def info(index_dir: Annotated[Path, typer.Argument(help="Collection folder.")]) -> None:
-    """Show what a collection holds and what built it."""
+def info(
+    index_dir: Annotated[Path, typer.Argument(help="Collection folder.")],
+    recall_sample: Annotated[int, typer.Option(
+        "--recall-sample", help="Also measure recall@10 of the dense searcher against exact search, on N random "
+        "stored document vectors perturbed slightly as queries.")] = 0,
+) -> None:
+    """Show what a collection holds, what built it, its dense searcher and memory per document."""
     from bicross.index.collection import Collection
+    from bicross.index.searchers import perturbed_samples
 
-    _print_manifest(Collection.open(index_dir).manifest, index_dir)
+    collection = Collection.open(index_dir)
+    _print_manifest(collection.manifest, index_dir)
+    if recall_sample > 0:
+        queries = perturbed_samples(collection.dense, recall_sample)
+        console.print(f"recall@10 against exact search on {len(queries):,} perturbed document vectors: "
+                      f"{collection.ann_recall(queries, k=10):.3f}")
 
 
 def _search_config(top_k: int, top_n: int, first_stage: str | None, fusion: str | None,
-                   rerank_weight: float | None) -> SearchConfig:
+                   rerank_weight: float | None, rerank_depth: int) -> SearchConfig:
     from dataclasses import replace
 
     from bicross.search import SearchConfig
 
-    base = SearchConfig(top_k=top_k, top_n=top_n)
+    base = SearchConfig(top_k=top_k, top_n=top_n, rerank_depth=rerank_depth)
     first = replace(base.first_stage, **{k: v for k, v in {"kind": first_stage, "fusion": fusion}.items() if v})
     return replace(base, first_stage=first, rerank_weight=base.rerank_weight if rerank_weight is None else rerank_weight)
 
 
 def _print_manifest(manifest: dict, folder: Path) -> None:
+    from bicross.index.searchers import describe_searcher, memory_per_document
+
     model = manifest["model"]
     console.print(
         f"[bold]{folder}[/]: {manifest['count']:,} documents, {manifest['dimension']}-d {manifest['similarity']}, "
@@ -243,6 +272,10 @@ def _print_manifest(manifest: dict, folder: Path) -> None:
         f"{manifest['truncated_documents']:,} documents longer than {model['settings']['max_length']} tokens "
         f"were truncated"
     )
+    memory = memory_per_document(manifest)
+    console.print(f"dense search: {describe_searcher(manifest)}")
+    console.print("bytes per document: " + " + ".join(f"{size:,.0f} {part}" for part, size in memory.items())
+                  + f" = {sum(memory.values()):,.0f}")
 
 
 def _queries(query: str | None, queries: Path | None) -> tuple[list[str], list[str]]:

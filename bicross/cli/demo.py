@@ -16,7 +16,7 @@ def run_demo(data: Path, index_dir: Path, queries: int, top_k: int, top_n: int, 
     from bicross.evaluation import load_beir_split
     from bicross.index.collection import Collection
     from bicross.rerankers import CrossEncoder
-    from bicross.search import SearchConfig, Searcher
+    from bicross.search import DEFAULT_RERANK_MAX_LENGTH, SearchConfig, Searcher
 
     if (index_dir / "manifest.json").is_file():
         collection = Collection.open(index_dir)
@@ -28,7 +28,8 @@ def run_demo(data: Path, index_dir: Path, queries: int, top_k: int, top_n: int, 
         console.print(f"indexing {len(documents):,} documents of {data} into {index_dir} "
                       "(once; later runs reuse it)")
         collection = Collection.build(index_dir, documents, encoder, show_progress=True)
-    searcher = Searcher(collection, encoder, CrossEncoder.load(), SearchConfig(top_k, top_n))
+    reranker = CrossEncoder.load(max_length=DEFAULT_RERANK_MAX_LENGTH)
+    searcher = Searcher(collection, encoder, reranker, SearchConfig(top_k=top_k, top_n=top_n))
     judged, qrels = load_beir_split(data, "test")
     for query_id, text in list(judged.items())[:queries]:
         result = searcher.search(text)

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bicross.search import SearchConfig
+from bicross.search import DEFAULT_RERANK_MAX_LENGTH, SearchConfig
 
 __all__ = ["EvalOptions", "run_evaluation"]
 
@@ -64,7 +64,7 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
         collection = Collection.build(folder, documents, encoder,
                                       show_progress=progress)
     reranking = bool(options.rerank_depths) or options.exhaustive_sample > 0
-    cross = CrossEncoder.load(options.reranker) if reranking else None
+    cross = CrossEncoder.load(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH) if reranking else None
     searcher = Searcher(collection, encoder, cross)
     variants = standard_variants(options.base, options.first_stages, options.rerank_depths,  # type: ignore[arg-type]
                                  rerank=bool(options.rerank_depths))

@@ -136,7 +136,7 @@ def standard_variants(base: SearchConfig, first_stages: Sequence[FirstStage] = (
                                 False, baseline))
         if rerank:
             for depth in dict.fromkeys(rerank_depths):
-                config = replace(base, first_stage=first, top_k=depth, top_n=depth)
+                config = replace(base, first_stage=first, top_k=depth, top_n=depth, rerank_depth=depth)
                 variants.append(Variant(f"{kind} + rerank top {depth} ({label})", config, True, kind))
     return variants
 
@@ -162,7 +162,8 @@ def exhaustive_variant(base: SearchConfig, corpus_size: int, query_ids: Collecti
     reranker then discards: rerank weight 0), so the result is the cross-encoder's own ranking.
     """
     first = replace(base.first_stage, kind="dense")
-    config = replace(base, first_stage=first, top_k=corpus_size, top_n=corpus_size, rerank_weight=0.0)
+    config = replace(base, first_stage=first, top_k=corpus_size, top_n=corpus_size, rerank_depth=corpus_size,
+                     rerank_weight=0.0)
     return Variant(f"cross-encoder over all {corpus_size} documents", config, True, None, frozenset(query_ids))
 
 

@@ -11,6 +11,10 @@ physical rows and segments stay inside this module and dense.py. Opening checks 
 and shapes, so a truncated or corrupted folder is refused before any search runs; searching or adding
 with an encoder other than the one that built it is refused too.
 
+Dense search goes through `collection.searcher`: the exact index, a scan of quantized codes with
+float32 rescoring, or a FAISS ANN index (HNSW / IVF), as chosen at build and recorded in the manifest;
+searchers.py says which files each needs and what add, delete and compact do to them.
+
 Shortcuts: an update is a delete plus an add, so an updated document moves to the end of the order.
 Segments accumulate until `compact()`, which `add` calls itself past `MAX_SEGMENTS`. Positions change
 when documents are deleted, so hold on to document ids, not positions, across commits.
@@ -31,9 +35,18 @@ import numpy as np
 
 from bicross.corpus import check_documents
 from bicross.errors import IndexCorrupt, IndexMismatch, InvalidInput
+from bicross.index.ann import AnnConfig
 from bicross.index.bm25 import Bm25Config, Bm25Index
 from bicross.index.dense import ExactDenseIndex
 from bicross.index.filters import Condition, Filters, filter_mask, parse_filters
+from bicross.index.searchers import (
+    DenseSearcher,
+    load_searcher,
+    plan_dense_files,
+    recall_against_exact,
+    search_dense,
+    settings_manifest,
+)
 from bicross.index.store import commit, read_manifest, verify_files, write_lock
 from bicross.scoring.similarity import normalize_rows
 from bicross.types import Document
@@ -70,6 +83,7 @@ class _State:
     tombstones: np.ndarray  # sorted int64 rows that are deleted or replaced
     dense: ExactDenseIndex
     bm25: Bm25Index
+    searcher: DenseSearcher  # what dense search uses: `dense`, a QuantizedDenseIndex or an AnnIndex
     positions: dict[str, int] = field(default_factory=dict)  # id -> position in documents
     masks: OrderedDict[tuple[Condition, ...], np.ndarray] = field(default_factory=OrderedDict)
 
@@ -98,6 +112,24 @@ class Collection:
     def dense(self) -> ExactDenseIndex:
         """Exact dense index over the live documents' embeddings (memory-mapped segments)."""
         return self._state.dense
+
+    @property
+    def searcher(self) -> DenseSearcher:
+        """The dense searcher the collection was built with: exact, quantized codes or an ANN index."""
+        return self._state.searcher
+
+    def search_dense(self, queries: np.ndarray, top_k: int, allowed: np.ndarray | None = None, *,
+                     ef_search: int | None = None, nprobe: int | None = None,
+                     rescore_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k ids (positions in `documents`) and scores from `searcher`; the knobs override the built
+        ones for this call where they apply (HNSW: ef_search, IVF: nprobe, quantized: rescore_factor)."""
+        return search_dense(self._state.searcher, queries, top_k, allowed, ef_search, nprobe, rescore_factor)
+
+    def ann_recall(self, query_vectors: np.ndarray, k: int = 10) -> float:
+        """Recall@k of `searcher` against exact search on the same query vectors (1.0 when it is exact)."""
+        found, _ = self.search_dense(query_vectors, k)
+        exact, _ = self._state.dense.search(query_vectors, k)
+        return recall_against_exact(found, exact)
 
     @property
     def bm25(self) -> Bm25Index:
@@ -136,12 +168,19 @@ class Collection:
 
     @classmethod
     def build(cls, path: str | Path, documents: Sequence[Document], encoder: BiEncoder,
-              show_progress: bool = False, bm25_config: Bm25Config | None = None) -> Collection:
+              show_progress: bool = False, bm25_config: Bm25Config | None = None, ann: AnnConfig | None = None,
+              quantization: str = "float32") -> Collection:
         """Embed `documents`, index their words, and commit both to `path` (replacing what was there only
-        once complete)."""
+        once complete).
+
+        `ann` picks the dense searcher (default `AnnConfig()`: exact below 200,000 documents, HNSW from
+        there on); `quantization` ("float16", "int8", "binary") stores codes that exact search scans
+        before rescoring its shortlist with float32 (see searchers.py).
+        """
         folder = Path(path)
         documents = list(documents)
         check_documents(documents)
+        settings = settings_manifest(ann, quantization)  # checked before the slow embedding
         started = time.perf_counter()
         embeddings, truncated = _embed(documents, encoder, show_progress)
         bm25 = Bm25Index.build([d.full_text for d in documents], bm25_config)
@@ -151,6 +190,7 @@ class Collection:
             "dimension": int(embeddings.shape[1]),
             "similarity": encoder.similarity,
             "bm25": bm25.config.to_dict(),
+            **settings,
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         with write_lock(folder):
@@ -267,9 +307,10 @@ def _commit(folder: Path, base: dict[str, Any], previous: _State | None, carried
     """
     previous_files = {} if previous is None else previous.manifest["files"]
     carry = {role: previous_files[role] for segment in carried_segments
-             for role in (segment["documents"], segment["embeddings"])}
+             for role in (segment["documents"], segment["embeddings"], segment.get("codes")) if role is not None}
     writers: dict[str, Any] = {}
     segments = [dict(segment) for segment in carried_segments]
+    embeddings = None
     if new_segment is not None:
         documents, embeddings, truncated = new_segment
         number = len(segments)
@@ -277,6 +318,9 @@ def _commit(folder: Path, base: dict[str, Any], previous: _State | None, carried
         writers[roles["documents"]] = lambda target: _write_documents(target, documents)
         writers[roles["embeddings"]] = lambda target: np.save(target, embeddings, allow_pickle=False)
         segments.append({**roles, "rows": len(documents), "truncated": truncated})
+    dense = plan_dense_files(folder, base, previous_files, segments, embeddings, rebuild=not carried_segments)
+    writers.update(dense.writers)
+    carry.update(dense.carry)
     tombstone_role = "tombstones.npy" if tombstones.size else None
     if tombstone_role is not None:
         if carried_segments and previous is not None and np.array_equal(previous.tombstones, tombstones):
@@ -293,6 +337,7 @@ def _commit(folder: Path, base: dict[str, Any], previous: _State | None, carried
     manifest.update({
         "segments": segments, "tombstones": tombstone_role, "rows": rows, "count": rows - int(tombstones.size),
         "deleted": int(tombstones.size), "truncated_documents": sum(s["truncated"] for s in segments),
+        **dense.manifest,
     })
     committed = commit(folder, writers, manifest, carry)
     return _load(folder, committed, checksums=None, bm25=bm25, documents=live)
@@ -342,7 +387,8 @@ def _load(folder: Path, manifest: dict[str, Any], checksums: bool | None, bm25: 
     live_rows = np.flatnonzero(live).astype(np.int64)
     dense = ExactDenseIndex(embeddings, manifest["similarity"], live_rows if tombstones.size else None,
                             unit_rows=manifest["similarity"] == "cosine")
-    state = _State(manifest, documents, live_rows, tombstones, dense, bm25)
+    searcher = load_searcher(folder, manifest, dense, live_rows if tombstones.size else None)
+    state = _State(manifest, documents, live_rows, tombstones, dense, bm25, searcher)
     if len(state.positions) != len(documents):
         raise IndexCorrupt(f"{folder}: two live documents share an id; rebuild the index")
     return state

@@ -50,6 +50,19 @@ class ExactDenseIndex:
         stacked = np.concatenate([np.asarray(segment) for segment in self.segments])
         return stacked if self._live_rows is None else stacked[self._live_rows]
 
+    def vectors(self, positions: np.ndarray) -> np.ndarray:
+        """Vectors of the live rows at `positions` (in that order), `(len(positions), dim)` float32; a memory
+        map reads only those rows."""
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = positions if self._live_rows is None else self._live_rows[positions]
+        gathered = np.empty((len(rows), self.dimension), dtype=np.float32)
+        segment_of_row = np.searchsorted(self._offsets, rows, side="right") - 1
+        for number, (offset, segment) in enumerate(zip(self._offsets[:-1], self.segments, strict=True)):
+            inside = np.flatnonzero(segment_of_row == number)
+            if inside.size:
+                gathered[inside] = segment[rows[inside] - offset]
+        return gathered
+
     @property
     def dimension(self) -> int:
         """Vector width."""
