@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AnnConfig": "bicross.index.ann",
     "BiEncoder": "bicross.encoders.bi_encoder",
     "BicrossError": "bicross.errors",
     "Collection": "bicross.index.collection",
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         ModelNotFound,
     )
     from bicross.evaluation.metrics import evaluate
+    from bicross.index.ann import AnnConfig
     from bicross.index.collection import Collection
     from bicross.rerankers.cache import ScoreCache
     from bicross.rerankers.cross_encoder import CrossEncoder

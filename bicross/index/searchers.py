@@ -245,8 +245,9 @@ def load_searcher(folder: Path, manifest: dict[str, Any], exact: ExactDenseIndex
             if (index.kind, index.total_rows, entry["rows"], index.dimension, index.similarity) != (
                     entry["kind"], manifest["rows"], manifest["rows"], manifest["dimension"], manifest["similarity"]):
                 raise IndexCorrupt(f"{folder}: the ANN index ({index.kind}, {index.total_rows} rows of {index.dimension}-d "
-                                   f"{index.similarity}) does not match the manifest ({entry['kind']}, {manifest['rows']} "
-                                   f"rows of {manifest['dimension']}-d {manifest['similarity']}); rebuild the index")
+                                   f"{index.similarity}) does not match the manifest ({entry['kind']} of {entry['rows']} "
+                                   f"rows, collection of {manifest['rows']} rows of {manifest['dimension']}-d "
+                                   f"{manifest['similarity']}); rebuild the index")
             return index
         kind = _quantization_kind(manifest)
         if kind == "float32":
@@ -289,7 +290,9 @@ def describe_searcher(manifest: dict[str, Any]) -> str:
         text = f"hnsw (M={config.hnsw_m}, efConstruction={config.ef_construction}, efSearch={config.ef_search})"
     elif kind != "exact":
         codes = {"ivf_flat": "flat", "ivf_sq8": "int8 scalar", "ivf_pq": f"PQ {config.pq_m}x{config.pq_bits} bits"}[kind]
-        text = (f"{kind} (nlist={entry.get('nlist')}, nprobe={config.nprobe}, {codes} codes, centroids trained on "
+        nlist = entry.get("nlist") or config.nlist
+        nprobe = min(config.nprobe, nlist) if nlist else config.nprobe  # FAISS probes at most every list
+        text = (f"{kind} (nlist={nlist}, nprobe={nprobe}, {codes} codes, centroids trained on "
                 f"{entry.get('trained_on', 0):,} vectors)")
     elif _quantization_kind(manifest) == "float32":
         text = "exact (float32 scan)"
