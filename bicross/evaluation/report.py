@@ -129,8 +129,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{_number(report['index']['build_seconds'], 1)} s (dense embeddings and BM25 together, from its manifest)",
         f"- latency mode: {_mode_text(mode)}",
         "- cross-encoder score cache: " + ("emptied before each pipeline (cold)" if report["cold_cache"] else
-                                           "shared across pipelines; rows with cache hits paid less for reranking "
-                                           "than a cold run would (see `cache hits`)"),
+                                           "shared across pipelines, so each pair is scored once; a cache hit is "
+                                           "charged the time that pair took when first scored (measured), so "
+                                           "rerank latencies read as cold runs (see `cache hits`)"),
         f"- p: two-sided paired randomization test ({report['significance']['trials']} sign flips) of per-query "
         f"{SIGNIFICANCE_METRIC} against the row named in `vs`", "",
         "## Quality and speed", "",
