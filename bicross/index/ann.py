@@ -34,6 +34,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from bicross.errors import IndexCorrupt, IndexMismatch, InvalidInput
+from bicross.index.dense import searchable_rows
 from bicross.scoring.similarity import normalize_rows, similarity_matrix, top_k_rows
 from bicross.types import Similarity
 
@@ -329,16 +330,7 @@ class AnnIndex:
         return scores**2 if self.similarity == "euclidean" else scores
 
     def _searchable_rows(self, allowed: np.ndarray | None) -> np.ndarray | None:
-        if allowed is not None:
-            allowed = np.asarray(allowed)
-            if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
-                raise InvalidInput(f"allowed must be a boolean array with one entry per document ({len(self)}), "
-                                   f"got {allowed.dtype} of shape {allowed.shape}")
-        if self._live_rows is None:
-            return allowed
-        searchable = np.zeros(self.total_rows, dtype=bool)
-        searchable[self._live_rows if allowed is None else self._live_rows[allowed]] = True
-        return searchable
+        return searchable_rows(allowed, self._live_rows, len(self), self.total_rows)
 
     # ------------------------------------------------------------------------------------------------
     # Storage

@@ -15,7 +15,7 @@ from bicross.errors import IndexMismatch, InvalidInput
 from bicross.scoring.similarity import normalize_rows, similarity_matrix, top_k_rows
 from bicross.types import Similarity
 
-__all__ = ["ExactDenseIndex"]
+__all__ = ["ExactDenseIndex", "searchable_rows"]
 
 _CHUNK_ROWS = 262_144  # caps the (queries x chunk) score block at ~1 GiB for 1,000 queries
 
@@ -78,13 +78,8 @@ class ExactDenseIndex:
         `allowed` (bool, one per live row) restricts the search to those rows. Excluded rows are never
         scored, so exactly `min(top_k, allowed.sum())` results come back: filtering does not eat into top_k.
         """
-        if queries.ndim != 2 or queries.shape[1] != self.dimension:
-            raise IndexMismatch(f"query vectors have shape {queries.shape}, the index holds "
-                                f"{self.dimension}-dimensional vectors; use the encoder that built the index")
+        queries, metric = self._prepare_queries(queries)
         searchable = self._searchable_rows(allowed)  # (total rows,) bool, or None for every row
-        metric = self.similarity
-        if metric == "cosine" and self.unit_rows:
-            queries, metric = normalize_rows(queries), "dot"
         best_ids: np.ndarray | None = None
         best_scores: np.ndarray | None = None
         for offset, segment in zip(self._offsets[:-1], self.segments, strict=True):
@@ -121,13 +116,32 @@ class ExactDenseIndex:
         return best_ids.astype(np.int64), best_scores.astype(np.float32)
 
     def _searchable_rows(self, allowed: np.ndarray | None) -> np.ndarray | None:
-        if allowed is not None:
-            allowed = np.asarray(allowed)
-            if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
-                raise InvalidInput(f"allowed must be a boolean array with one entry per document ({len(self)}), "
-                                   f"got {allowed.dtype} of shape {allowed.shape}")
-        if self._live_rows is None:
-            return allowed
-        searchable = np.zeros(int(self._offsets[-1]), dtype=bool)
-        searchable[self._live_rows if allowed is None else self._live_rows[allowed]] = True
-        return searchable
+        return searchable_rows(allowed, self._live_rows, len(self), int(self._offsets[-1]))
+
+    def _prepare_queries(self, queries: np.ndarray) -> tuple[np.ndarray, Similarity]:
+        """Check the query width; with unit rows, cosine becomes a dot product with normalized queries."""
+        if queries.ndim != 2 or queries.shape[1] != self.dimension:
+            raise IndexMismatch(f"query vectors have shape {queries.shape}, the index holds "
+                                f"{self.dimension}-dimensional vectors; use the encoder that built the index")
+        if self.similarity == "cosine" and self.unit_rows:
+            return normalize_rows(queries), "dot"
+        return queries, self.similarity
+
+
+def searchable_rows(allowed: np.ndarray | None, live_rows: np.ndarray | None, live_count: int,
+                    total_rows: int) -> np.ndarray | None:
+    """Which stored rows a search may return: `(total_rows,)` bool, or None for every row.
+
+    `allowed` has one entry per live row (documents in collection order); `live_rows` maps live positions to
+    stored rows (None when nothing was deleted).
+    """
+    if allowed is not None:
+        allowed = np.asarray(allowed)
+        if allowed.dtype != np.bool_ or allowed.shape != (live_count,):
+            raise InvalidInput(f"allowed must be a boolean array with one entry per document ({live_count}), "
+                               f"got {allowed.dtype} of shape {allowed.shape}")
+    if live_rows is None:
+        return allowed
+    searchable = np.zeros(total_rows, dtype=bool)
+    searchable[live_rows if allowed is None else live_rows[allowed]] = True
+    return searchable

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bicross.errors import IndexCorrupt, IndexMismatch, InvalidInput
+from bicross.errors import IndexCorrupt, InvalidInput
 from bicross.index.ann import AnnConfig, AnnIndex, IndexKind, choose_kind
 from bicross.index.dense import ExactDenseIndex
 from bicross.index.quantization import (
@@ -51,7 +51,7 @@ from bicross.index.quantization import (
     quantize,
     search_with_rescoring,
 )
-from bicross.scoring.similarity import normalize_rows, top_k_rows
+from bicross.scoring.similarity import top_k_rows
 from bicross.types import Similarity
 
 __all__ = [
@@ -100,13 +100,8 @@ class QuantizedDenseIndex(ExactDenseIndex):
                rescore_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ids and scores `(n_queries, min(top_k, n_searchable))`, best first; `rescore_factor` overrides
         the shortlist size (`top_k * rescore_factor` per segment) for this call."""
-        if queries.ndim != 2 or queries.shape[1] != self.dimension:
-            raise IndexMismatch(f"query vectors have shape {queries.shape}, the index holds "
-                                f"{self.dimension}-dimensional vectors; use the encoder that built the index")
+        queries, metric = self._prepare_queries(queries)
         searchable = self._searchable_rows(allowed)  # (total rows,) bool, or None for every row
-        metric = self.similarity
-        if metric == "cosine" and self.unit_rows:
-            queries, metric = normalize_rows(queries), "dot"
         best_ids = np.empty((len(queries), 0), np.int64)
         best_scores = np.empty((len(queries), 0), np.float32)
         for offset, segment, codes in zip(self._offsets[:-1], self.segments, self.codes, strict=True):
