@@ -16,6 +16,6 @@ def shared_data() -> Path:
     """The shared BEIR collections: $BICROSS_SHARED_DATA, else ../shared/data beside the repo."""
     folder = Path(os.environ.get("BICROSS_SHARED_DATA") or DEFAULT_SHARED_DATA)
     if not (folder / "scifact" / "queries.jsonl").is_file():
-        pytest.skip(f"shared BEIR data not found at {folder}: set BICROSS_SHARED_DATA to the folder "
+        pytest.fail(f"shared BEIR data not found at {folder}: set BICROSS_SHARED_DATA to the folder "
                     "holding scifact/ and cranfield/")
     return folder

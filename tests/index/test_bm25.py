@@ -171,7 +171,7 @@ def test_scores_match_the_lucene_bm25_formula_by_hand() -> None:
 def scifact_slice(n_docs: int = 300, n_queries: int = 30) -> tuple[list[str], list[str]]:
     corpus, queries = DATA / "scifact" / "corpus.jsonl", DATA / "scifact" / "queries.jsonl"
     if not corpus.exists():
-        pytest.skip(f"{corpus} not found: set BICROSS_SHARED_DATA to the folder holding scifact/")
+        pytest.fail(f"{corpus} not found: set BICROSS_SHARED_DATA to the folder holding scifact/")
     texts = []
     with corpus.open(encoding="utf-8") as lines:
         for line, _ in zip(lines, range(n_docs), strict=False):
