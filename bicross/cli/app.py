@@ -49,19 +49,24 @@ def index(
     quantization: Annotated[str, typer.Option(
         "--quantization", help="Codes exact search scans, shortlist rescored in float32: float32 | float16 | int8 | "
         "binary.")] = "float32",
+    language: Annotated[str, typer.Option(
+        "--language", help="BM25 stopwords + stemmer: auto (English if the corpus is, else none) | none | en | de | "
+        "fr | ...")] = "auto",
 ) -> None:
     """Embed a corpus and store it as a searchable collection folder."""
     from bicross.cli.output import load_corpus
     from bicross.encoders import BiEncoder
     from bicross.index.ann import AnnConfig
+    from bicross.index.bm25 import Bm25Config
     from bicross.index.collection import Collection
 
     config = AnnConfig(kind=ann, hnsw_m=hnsw_m, ef_search=ef_search, nlist=nlist, nprobe=nprobe)  # type: ignore[arg-type]
     documents = load_corpus(corpus, errors, skip_empty)
     encoder = BiEncoder.load(model, dtype=dtype, batch_size=batch_size)  # type: ignore[arg-type]
     console.print(f"indexing {len(documents):,} documents from {corpus} with {model}")
+    bm25 = None if language == "auto" else Bm25Config.for_language(None if language == "none" else language)
     collection = Collection.build(index_dir, documents, encoder, show_progress=True, ann=config,
-                                  quantization=quantization)
+                                  quantization=quantization, bm25_config=bm25)
     _print_manifest(collection.manifest, index_dir)
 
 
@@ -274,6 +279,8 @@ def _print_manifest(manifest: dict, folder: Path) -> None:
     )
     memory = memory_per_document(manifest)
     console.print(f"dense search: {describe_searcher(manifest)}")
+    bm25 = manifest.get("bm25", {})
+    console.print(f"BM25: stopwords {bm25.get('stopwords') or 'none'}, stemmer {bm25.get('stemmer') or 'none'}")
     console.print("bytes per document: " + " + ".join(f"{size:,.0f} {part}" for part, size in memory.items())
                   + f" = {sum(memory.values()):,.0f}")
 

@@ -90,3 +90,8 @@ def test_bad_input_is_one_clear_error(index: Path, tmp_path: Path):
 def test_info_reports_the_manifest(index: Path):
     done = bicross("info", index)
     assert done.returncode == 0 and "all-MiniLM-L6-v2" in done.stdout and "30 documents" in done.stdout
+
+
+def test_index_detects_english_for_bm25(index: Path):
+    done = bicross("info", index)
+    assert "BM25: stopwords en, stemmer english" in done.stdout

@@ -30,7 +30,7 @@ CORPUS = [
 
 @pytest.fixture(scope="module")
 def index() -> Bm25Index:
-    return Bm25Index.build(CORPUS, Bm25Config())
+    return Bm25Index.build(CORPUS, Bm25Config.for_language("en"))
 
 
 def test_document_containing_the_exact_words_ranks_first(index: Bm25Index) -> None:
@@ -184,7 +184,7 @@ def scifact_slice(n_docs: int = 300, n_queries: int = 30) -> tuple[list[str], li
 
 def test_scores_match_bm25s_used_directly_on_scifact_slice() -> None:
     texts, queries = scifact_slice()
-    ours = Bm25Index.build(texts, Bm25Config())
+    ours = Bm25Index.build(texts, Bm25Config.for_language("en"))
     stemmer = Stemmer.Stemmer("english")
     reference = bm25s.BM25()
     reference.index(
@@ -201,3 +201,20 @@ def test_scores_match_bm25s_used_directly_on_scifact_slice() -> None:
         np.testing.assert_allclose(scores, expected[ids], rtol=1e-5)
         compared += ids.size
     assert compared > 100  # the check actually compared many scores
+
+
+
+def test_default_analysis_is_language_neutral_unless_the_corpus_is_english() -> None:
+    assert Bm25Config().stopwords is None and Bm25Config().stemmer is None
+    english = Bm25Index.build(["She runs every morning.", "The cat sat on the mat."])
+    assert english.config == Bm25Config.for_language("en")
+    assert english.search("running", top_k=2)[0].tolist() == [0]  # stemmed: running -> run
+    german = Bm25Index.build(["Der Hund schläft im Garten.", "Die Katze läuft über die Straße."])
+    assert german.config == Bm25Config()
+    assert german.search("garten", top_k=2)[0].tolist() == [0]
+    assert german.search("gärten", top_k=2)[0].size == 0  # no stemming guessed for German
+
+
+def test_unknown_language_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="no stopwords/stemmer for language 'xx'"):
+        Bm25Config.for_language("xx")
