@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run
 
-from bicross.cli.app import main
 from bicross.encoders import BiEncoder
 from bicross.index.collection import Collection
 from bicross.types import Document
@@ -18,17 +17,7 @@ BASE = [Document(f"d{i}", text, metadata={"year": 2000 + i}) for i, text in enum
      "the museum of art in paris", "a dog runs by the river"])]
 
 
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """Run `bicross ARGS` in-process as the console script does; return (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["bicross", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "200")
-    status = 0
-    try:
-        main()
-    except SystemExit as stop:
-        status = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
+
 
 
 @pytest.fixture()

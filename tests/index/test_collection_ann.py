@@ -6,14 +6,13 @@ import json
 import random
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
+from cli_runner import run as run_cli
 
-from bicross.cli.app import main
 from bicross.encoders import BiEncoder
 from bicross.errors import IndexCorrupt, InvalidInput
 from bicross.index.ann import AnnConfig, AnnIndex
@@ -201,15 +200,8 @@ def test_bad_settings_and_a_stale_ann_index_are_refused(built, tmp_path: Path, e
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """Run `bicross ARGS` in-process as the console script does; return (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["bicross", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "300")
-    status = 0
-    try:
-        main()
-    except SystemExit as stop:
-        status = int(stop.code or 0)
-    out, err = capsys.readouterr()
+    """`bicross ARGS` in-process, with whitespace squashed so wrapped rich output matches one line."""
+    status, out, err = run_cli(monkeypatch, capsys, *args)
     return status, " ".join(out.split()), " ".join(err.split())
 
 
