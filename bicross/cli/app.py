@@ -29,6 +29,15 @@ TopN = Annotated[int, typer.Option("--top-n", help="Results returned.")]
 NoRerank = Annotated[bool, typer.Option("--no-rerank", help="Return the first-stage order.")]
 Reranker = Annotated[str, typer.Option("--reranker", help="Cross-encoder: hub id or local folder.")]
 DType = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 (PyTorch backend).")]
+# Query-time ANN knobs: override, for one run, what `bicross index` stored (a knob the searcher lacks is ignored).
+EfSearch = Annotated[int | None, typer.Option(
+    "--ef-search", min=1, help="HNSW beam width for this run (default: the one stored by `bicross index`); "
+    "higher: better recall, slower.")]
+Nprobe = Annotated[int | None, typer.Option(
+    "--nprobe", min=1, help="IVF lists probed per query for this run (default: the one stored by `bicross index`).")]
+RescoreFactor = Annotated[int | None, typer.Option(
+    "--rescore-factor", min=1, help="Quantized collections: rescore top_k * N candidates in float32 for this run "
+    "(default: 4).")]
 
 
 @app.command()
@@ -36,16 +45,20 @@ def index(
     corpus: Annotated[Path, typer.Argument(help="corpus.jsonl (BEIR), JSONL with id/text, CSV, or a folder of .txt/.md")],
     index_dir: IndexOption,
     model: Annotated[str, typer.Option("--model", "-m", help="Bi-encoder: hub id or local folder.")] = DEFAULT_MODEL,
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass (default 32; 1 for int8 ONNX).")] = None,
     dtype: DType = "auto",
     skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Skip documents with no text (named on stderr).")] = False,
     ann: Annotated[str, typer.Option(
         "--ann", help="Dense searcher: auto (exact below 200,000 documents, else hnsw) | exact | hnsw | ivf_flat | "
         "ivf_pq | ivf_sq8.")] = "auto",
     hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 32,
-    ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW search beam width.")] = 128,
+    ef_search: Annotated[int, typer.Option(
+        "--ef-search", help="HNSW search beam width stored as the collection's default (search --ef-search overrides "
+        "it per run).")] = 128,
     nlist: Annotated[int | None, typer.Option("--nlist", help="IVF lists (default about 4 * sqrt(n)).")] = None,
-    nprobe: Annotated[int, typer.Option("--nprobe", help="IVF lists probed per query.")] = 16,
+    nprobe: Annotated[int, typer.Option(
+        "--nprobe", help="IVF lists probed per query, stored as the collection's default (search --nprobe overrides "
+        "it per run).")] = 16,
     quantization: Annotated[str, typer.Option(
         "--quantization", help="Codes exact search scans, shortlist rescored in float32: float32 | float16 | int8 | "
         "binary.")] = "float32",
@@ -88,6 +101,9 @@ def search(
     rerank_depth: Annotated[int, typer.Option(help="How many of the top-k candidates the cross-encoder reads.")] = 20,
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="Metadata filter, repeatable: 'year>=2010', 'journal=Nature,Cell', 'lang!=en'.")] = None,
+    ef_search: EfSearch = None,
+    nprobe: Nprobe = None,
+    rescore_factor: RescoreFactor = None,
 ) -> None:
     """Search a collection for one query, or for every query in a file."""
     from bicross.index.filters import parse_filter_expressions
@@ -95,7 +111,8 @@ def search(
 
     texts, ids = _queries(query, queries)
     spec = parse_filter_expressions(filters or [])
-    config = _search_config(top_k, top_n, first_stage, fusion, rerank_weight, rerank_depth)
+    config = _search_config(top_k, top_n, first_stage, fusion, rerank_weight, rerank_depth,
+                            {"ef_search": ef_search, "nprobe": nprobe, "rescore_factor": rescore_factor})
     searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config)
     results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
     if trec_run is not None:
@@ -124,7 +141,7 @@ def add(
     index_dir: Annotated[Path, typer.Argument(help="Collection folder built by `bicross index`.")],
     corpus: Annotated[Path, typer.Argument(help="Documents to add: JSONL, CSV, or a folder of .txt/.md")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Bi-encoder (default: the index's).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass (default 32; 1 for int8 ONNX).")] = None,
     dtype: DType = "auto",
 ) -> None:
     """Add documents to a collection; a document whose id is already there replaces it."""
@@ -207,13 +224,17 @@ def evaluate_command(
     fusion: Annotated[str, typer.Option(help="Hybrid fusion: minmax | zscore | rrf.")] = "minmax",
     rerank_weight: Annotated[float, typer.Option(help="Final = z(rerank) + w * z(first stage); 0 = rerank order.")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
+    ef_search: EfSearch = None,
+    nprobe: Nprobe = None,
+    rescore_factor: RescoreFactor = None,
 ) -> None:
     """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance."""
     from bicross.cli.evaluation import EvalOptions, run_evaluation
     from bicross.retrieval import FirstStageConfig
     from bicross.search import SearchConfig
 
-    base = SearchConfig(first_stage=FirstStageConfig(fusion=fusion), rerank_weight=rerank_weight)  # type: ignore[arg-type]
+    first = FirstStageConfig(fusion=fusion, ef_search=ef_search, nprobe=nprobe, rescore_factor=rescore_factor)  # type: ignore[arg-type]
+    base = SearchConfig(first_stage=first, rerank_weight=rerank_weight)
     options = EvalOptions(data=data, index_dir=index_dir, split=split, model=model, reranker=reranker,
                           first_stages=tuple(first_stage), rerank_depths=() if no_rerank else tuple(rerank_depth),
                           base=base, limit=limit, exhaustive_sample=exhaustive_sample,
@@ -257,13 +278,15 @@ def info(
 
 
 def _search_config(top_k: int, top_n: int, first_stage: str | None, fusion: str | None,
-                   rerank_weight: float | None, rerank_depth: int) -> SearchConfig:
+                   rerank_weight: float | None, rerank_depth: int, ann_knobs: dict[str, int | None]) -> SearchConfig:
+    """`ann_knobs`: ef_search / nprobe / rescore_factor for this run, None keeping the collection's."""
     from dataclasses import replace
 
     from bicross.search import SearchConfig
 
     base = SearchConfig(top_k=top_k, top_n=top_n, rerank_depth=rerank_depth)
-    first = replace(base.first_stage, **{k: v for k, v in {"kind": first_stage, "fusion": fusion}.items() if v})
+    first = replace(base.first_stage, **{k: v for k, v in {"kind": first_stage, "fusion": fusion}.items() if v},
+                    **ann_knobs)
     return replace(base, first_stage=first, rerank_weight=base.rerank_weight if rerank_weight is None else rerank_weight)
 
 
@@ -307,10 +330,20 @@ def main() -> None:
         sys.exit(2)
     except (typer.Exit, typer.Abort) as stop:
         sys.exit(getattr(stop, "exit_code", 1))
-    except Exception as error:  # click usage errors arrive here in non-standalone mode
+    except Exception as error:  # usage errors (a bad option value) arrive here in non-standalone mode
+        if not _is_usage_error(error):
+            raise
+        error.show()  # type: ignore[attr-defined]
+        sys.exit(error.exit_code)  # type: ignore[attr-defined]
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """Click's ClickException, or the copy of it that newer typer releases parse with (a TyperException)."""
+    try:
         import click
 
         if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+            return True
+    except ImportError:  # newer typer no longer needs click
+        pass
+    return isinstance(error, getattr(typer, "TyperException", ())) and callable(getattr(error, "show", None))

@@ -6,10 +6,13 @@ or replaced since; the BM25 index is rebuilt over the live documents at every co
 5,000 documents), so keyword and dense search always agree on what exists. Every commit is atomic (see
 store.py) and holds the folder's write lock.
 
+This module holds `Collection` (build, open, add, delete, compact, search) and the commit that writes a
+generation; segments.py reads the segment files back and checks them against the manifest.
+
 Ids returned by every search are positions in `collection.documents` (the live documents, oldest first);
-physical rows and segments stay inside this module and dense.py. Opening checks the manifest, checksums
-and shapes, so a truncated or corrupted folder is refused before any search runs; searching or adding
-with an encoder other than the one that built it is refused too.
+physical rows and segments stay inside this module, segments.py and dense.py. Opening checks the
+manifest, checksums and shapes, so a truncated or corrupted folder is refused before any search runs;
+searching or adding with an encoder other than the one that built it is refused too.
 
 Dense search goes through `collection.searcher`: the exact index, a scan of quantized codes with
 float32 rescoring, or a FAISS ANN index (HNSW / IVF), as chosen at build and recorded in the manifest;
@@ -22,12 +25,9 @@ when documents are deleted, so hold on to document ids, not positions, across co
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,16 +38,16 @@ from bicross.errors import IndexCorrupt, IndexMismatch, InvalidInput
 from bicross.index.ann import AnnConfig
 from bicross.index.bm25 import Bm25Config, Bm25Index
 from bicross.index.dense import ExactDenseIndex
-from bicross.index.filters import Condition, Filters, filter_mask, parse_filters
+from bicross.index.filters import Filters, filter_mask, parse_filters
 from bicross.index.searchers import (
     DenseSearcher,
-    load_searcher,
     plan_dense_files,
     recall_against_exact,
     search_dense,
     settings_manifest,
 )
-from bicross.index.store import commit, read_manifest, verify_files, write_lock
+from bicross.index.segments import CollectionState, load_generation, write_documents
+from bicross.index.store import commit, read_manifest, write_lock
 from bicross.scoring.similarity import normalize_rows
 from bicross.types import Document
 
@@ -73,28 +73,10 @@ class Changes:
     generation: int
 
 
-@dataclass
-class _State:
-    """One committed generation, as loaded: swapped whole, so a search never mixes two generations."""
-
-    manifest: dict[str, Any]
-    documents: list[Document]  # live documents, oldest first
-    live_rows: np.ndarray  # (len(documents),) int64 row of each live document, ascending
-    tombstones: np.ndarray  # sorted int64 rows that are deleted or replaced
-    dense: ExactDenseIndex
-    bm25: Bm25Index
-    searcher: DenseSearcher  # what dense search uses: `dense`, a QuantizedDenseIndex or an AnnIndex
-    positions: dict[str, int] = field(default_factory=dict)  # id -> position in documents
-    masks: OrderedDict[tuple[Condition, ...], np.ndarray] = field(default_factory=OrderedDict)
-
-    def __post_init__(self) -> None:
-        self.positions = {document.id: position for position, document in enumerate(self.documents)}
-
-
 class Collection:
     """Documents plus their dense and BM25 indexes, as stored in a collection folder."""
 
-    def __init__(self, path: Path, state: _State) -> None:
+    def __init__(self, path: Path, state: CollectionState) -> None:
         self.path = path
         self._state = state
 
@@ -208,7 +190,7 @@ class Collection:
         for attempt in range(_OPEN_ATTEMPTS):
             manifest = read_manifest(folder)
             try:
-                return cls(folder, _load(folder, manifest, verify_checksums))
+                return cls(folder, load_generation(folder, manifest, verify_checksums))
             except (IndexCorrupt, OSError):
                 overtaken = read_manifest(folder)["generation"] != manifest["generation"]
                 if not overtaken or attempt == _OPEN_ATTEMPTS - 1:
@@ -289,17 +271,17 @@ class Collection:
                                   state.documents, bm25_changed=False)  # same documents, same order
         return True
 
-    def _latest(self) -> _State:
+    def _latest(self) -> CollectionState:
         """Under the write lock: the folder's committed state, reloaded if another process changed it."""
         manifest = read_manifest(self.path)
         if manifest != self._state.manifest:
-            self._state = _load(self.path, manifest, checksums=False)
+            self._state = load_generation(self.path, manifest, checksums=False)
         return self._state
 
 
-def _commit(folder: Path, base: dict[str, Any], previous: _State | None, carried_segments: list[dict[str, Any]],
+def _commit(folder: Path, base: dict[str, Any], previous: CollectionState | None, carried_segments: list[dict[str, Any]],
             new_segment: tuple[list[Document], np.ndarray, int] | None, tombstones: np.ndarray,
-            bm25: Bm25Index, live: list[Document], bm25_changed: bool = True) -> _State:
+            bm25: Bm25Index, live: list[Document], bm25_changed: bool = True) -> CollectionState:
     """Commit a generation: the carried segments plus an optional new one, the tombstones, and BM25.
 
     Files that did not change (carried segments, equal tombstones, an unchanged BM25) are carried over
@@ -315,7 +297,7 @@ def _commit(folder: Path, base: dict[str, Any], previous: _State | None, carried
         documents, embeddings, truncated = new_segment
         number = len(segments)
         roles = {"documents": f"documents-{number}.jsonl", "embeddings": f"embeddings-{number}.npy"}
-        writers[roles["documents"]] = lambda target: _write_documents(target, documents)
+        writers[roles["documents"]] = lambda target: write_documents(target, documents)
         writers[roles["embeddings"]] = lambda target: np.save(target, embeddings, allow_pickle=False)
         segments.append({**roles, "rows": len(documents), "truncated": truncated})
     dense = plan_dense_files(folder, base, previous_files, segments, embeddings, rebuild=not carried_segments)
@@ -340,58 +322,7 @@ def _commit(folder: Path, base: dict[str, Any], previous: _State | None, carried
         **dense.manifest,
     })
     committed = commit(folder, writers, manifest, carry)
-    return _load(folder, committed, checksums=None, bm25=bm25, documents=live)
-
-
-def _load(folder: Path, manifest: dict[str, Any], checksums: bool | None, bm25: Bm25Index | None = None,
-          documents: list[Document] | None = None) -> _State:
-    """Read a committed generation; `checksums` None skips file verification (we just wrote them), and the
-    writer hands in the BM25 index and live documents it has in memory."""
-    if checksums is not None:
-        verify_files(folder, manifest, checksums)
-    files = manifest["files"]
-    try:
-        segments, dimension = manifest["segments"], manifest["dimension"]
-        embeddings = [_load_embeddings(folder / files[segment["embeddings"]]["name"]) for segment in segments]
-        rows = sum(segment["rows"] for segment in segments)
-        tombstone_role = manifest["tombstones"]
-    except (KeyError, TypeError) as error:
-        raise IndexCorrupt(f"{folder}/manifest.json lacks {error}; rebuild the index") from None
-    for segment, matrix in zip(segments, embeddings, strict=True):
-        if matrix.shape != (segment["rows"], dimension):
-            raise IndexCorrupt(f"{folder}: embeddings {matrix.shape} do not match the manifest "
-                               f"({segment['rows']}, {dimension}); rebuild the index")
-    tombstones = np.zeros(0, np.int64)
-    if tombstone_role is not None:
-        tombstones = _load_array(folder / files[tombstone_role]["name"]).astype(np.int64)
-        if tombstones.ndim != 1 or np.any(np.diff(tombstones) <= 0) or (tombstones.size and
-                                                                         not 0 <= tombstones[0] <= tombstones[-1] < rows):
-            raise IndexCorrupt(f"{folder}: {files[tombstone_role]['name']} is not a sorted list of rows; rebuild the index")
-    live = np.ones(rows, dtype=bool)
-    live[tombstones] = False
-    if documents is None:
-        documents, offset = [], 0
-        for segment in segments:
-            documents += _read_documents(folder / files[segment["documents"]]["name"], live[offset:offset + segment["rows"]])
-            offset += segment["rows"]
-    if len(documents) != manifest["count"] or rows - tombstones.size != manifest["count"]:
-        raise IndexCorrupt(f"{folder}: embeddings ({rows} rows, {tombstones.size} deleted) / {len(documents)} "
-                           f"documents do not match the manifest ({manifest['count']} documents); rebuild the index")
-    if bm25 is None:
-        if "bm25" not in files:
-            raise IndexCorrupt(f"{folder} was built without a BM25 index; rebuild it with `bicross index`")
-        bm25 = Bm25Index.load(folder / files["bm25"]["name"], mmap=True)  # mapped: survives a later cleanup
-    if bm25.num_documents != len(documents):
-        raise IndexCorrupt(f"{folder}: the BM25 index holds {bm25.num_documents} documents, the collection "
-                           f"{len(documents)}; rebuild the index")
-    live_rows = np.flatnonzero(live).astype(np.int64)
-    dense = ExactDenseIndex(embeddings, manifest["similarity"], live_rows if tombstones.size else None,
-                            unit_rows=manifest["similarity"] == "cosine")
-    searcher = load_searcher(folder, manifest, dense, live_rows if tombstones.size else None)
-    state = _State(manifest, documents, live_rows, tombstones, dense, bm25, searcher)
-    if len(state.positions) != len(documents):
-        raise IndexCorrupt(f"{folder}: two live documents share an id; rebuild the index")
-    return state
+    return load_generation(folder, committed, checksums=None, bm25=bm25, documents=live)
 
 
 def _check_encoder(folder: Path, manifest: dict[str, Any], encoder: BiEncoder) -> None:
@@ -420,46 +351,3 @@ def _bm25_config(manifest: dict[str, Any]) -> Bm25Config:
 
 def _truncated(manifest: dict[str, Any]) -> int:
     return int(manifest.get("truncated_documents", 0))
-
-
-def _write_documents(target: Path, documents: Sequence[Document]) -> None:
-    with target.open("w", encoding="utf-8") as handle:
-        for document in documents:
-            handle.write(json.dumps(asdict(document), ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _read_documents(file: Path, live: np.ndarray) -> list[Document]:
-    """The documents of one segment file whose rows are live (dead lines are counted, not parsed)."""
-    documents = []
-    lines = 0
-    try:
-        with file.open(encoding="utf-8") as handle:
-            for line in handle:
-                if lines < live.size and live[lines]:
-                    documents.append(Document(**json.loads(line)))
-                lines += 1
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
-        raise IndexCorrupt(f"{file} is unreadable ({error}); rebuild the index") from None
-    if lines != live.size:
-        raise IndexCorrupt(f"{file} has {lines} documents, the manifest says {live.size}; rebuild the index")
-    return documents
-
-
-def _load_embeddings(file: Path) -> np.ndarray:
-    try:
-        return np.load(file, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise IndexCorrupt(f"{file} is not a readable embeddings file ({error}); rebuild the index") from None
-
-
-def _load_array(file: Path) -> np.ndarray:
-    try:
-        return np.load(file, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise IndexCorrupt(f"{file} is not a readable array ({error}); rebuild the index") from None

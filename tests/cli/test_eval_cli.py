@@ -1,4 +1,4 @@
-"""`bicross eval` end to end on a tiny BEIR folder with tiny random models: tables, report folder, JSON."""
+"""`bicross eval` end to end on a tiny BEIR folder with tiny random models: tables, report folder, JSON, ANN knobs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run
 from typer.testing import CliRunner
 
 from bicross.cli.app import app
+from bicross.corpus import load_documents
+from bicross.encoders import BiEncoder
+from bicross.index.ann import AnnConfig
+from bicross.index.collection import Collection
 
 TEXTS = [
     "berlin is a city in germany", "paris is the capital of france", "how many people live in berlin",
@@ -79,3 +84,28 @@ def test_eval_json_reuses_the_index(beir_folder: Path, tiny_encoder_path: Path, 
     second = runner.invoke(app, [*arguments, "--first-stage", "dense"])
     assert second.exit_code == 0, second.output
     assert "building the index" not in second.output and "dense" in second.output
+
+
+def test_eval_passes_query_time_ann_knobs_to_every_dense_search(
+        beir_folder: Path, tiny_encoder_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    index = tmp_path / "index"
+    Collection.build(index, load_documents(beir_folder / "corpus.jsonl"),
+                     BiEncoder.load(str(tiny_encoder_path), dtype="float32"), ann=AnnConfig(kind="hnsw", ef_search=1))
+    seen: list[dict] = []
+    original = Collection.search_dense
+
+    def spy(self, queries, top_k, allowed=None, **knobs):
+        seen.append(knobs)
+        return original(self, queries, top_k, allowed, **knobs)
+
+    monkeypatch.setattr(Collection, "search_dense", spy)
+    arguments = ["eval", beir_folder, "--index", index, "--no-rerank", "--first-stage", "dense", "--json"]
+    status, out, err = run(monkeypatch, capsys, *arguments, "--ef-search", "64", "--nprobe", "2", "--rescore-factor", "3")
+    assert status == 0, err
+    assert [row["name"] for row in json.loads(out)["rows"]] == ["dense"]
+    assert seen and all(knobs == {"ef_search": 64, "nprobe": 2, "rescore_factor": 3} for knobs in seen)
+    assert json.loads((index / "manifest.json").read_text())["ann"]["config"]["ef_search"] == 1  # not stored
+
+    status, out, err = run(monkeypatch, capsys, *arguments, "--nprobe", "0")
+    assert status == 2 and out == "" and "Invalid value for '--nprobe'" in " ".join(err.split())

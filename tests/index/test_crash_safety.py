@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bicross.index.collection as collection_module
+import bicross.index.segments as segments_module
 from bicross.encoders import BiEncoder
 from bicross.errors import IndexLocked
 from bicross.index.collection import Collection
@@ -261,7 +261,7 @@ def test_paused_commit_is_invisible_to_readers_and_blocks_a_second_writer(scenar
 def test_reader_overtaken_by_two_commits_while_opening_reads_the_newest(
         scenario: Scenario, encoder: BiEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = Collection.open(scenario.folder)
-    verify_files = collection_module.verify_files
+    verify_files = segments_module.verify_files
     raced: list[int] = []
 
     def verify_while_a_writer_commits(folder: Path, manifest: dict, checksums: bool = True) -> None:
@@ -271,7 +271,7 @@ def test_reader_overtaken_by_two_commits_while_opening_reads_the_newest(
             writer.add([Document("r2", "zebra")], encoder)
         verify_files(folder, manifest, checksums)
 
-    monkeypatch.setattr(collection_module, "verify_files", verify_while_a_writer_commits)
+    monkeypatch.setattr(segments_module, "verify_files", verify_while_a_writer_commits)
     opened = Collection.open(scenario.folder)
     assert raced == [1]
     assert opened.manifest["generation"] == 3
