@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from bicross.models.backends import Backend, BackendName, DType, load_backend
+from bicross.models.backends import Backend, BackendName, DType, batch_size_for, load_backend
 from bicross.models.pooling import pool
 from bicross.models.resolve import model_fingerprint, resolve_model
 from bicross.models.settings import EncoderSettings, read_encoder_settings
@@ -82,17 +82,21 @@ class BiEncoder:
     """
 
     def __init__(self, query_tower: Tower, settings: EncoderSettings, document_tower: Tower | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int | None = None) -> None:
         self.query_tower = query_tower
         self.document_tower = document_tower or query_tower
         self.settings = settings
-        self.batch_size = batch_size
+        self.batch_size = min(batch_size_for(query_tower.backend, batch_size),
+                              batch_size_for(self.document_tower.backend, batch_size))
 
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_BI_ENCODER, *, document_model: str | None = None,
              backend: BackendName = "auto", dtype: DType = "auto", threads: int | None = None,
-             batch_size: int = 32, **overrides: object) -> BiEncoder:
-        """Load a bi-encoder; `overrides` are EncoderSettings fields (pooling, normalize, similarity, ...)."""
+             batch_size: int | None = None, **overrides: object) -> BiEncoder:
+        """Load a bi-encoder; `overrides` are EncoderSettings fields (pooling, normalize, similarity, ...).
+
+        `batch_size` None: 32 texts per pass, or 1 for dynamically quantized ONNX models (`batch_size_for`).
+        """
         tower, extra = Tower.load(name_or_path, backend, dtype, threads)
         path: Path = extra.pop("path")
         settings = read_encoder_settings(path, extra).updated(**overrides)

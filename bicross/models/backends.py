@@ -14,13 +14,15 @@ import torch
 
 from bicross.errors import InvalidInput, MissingExtra, ModelNotFound
 
-__all__ = ["Backend", "BackendName", "DType", "OnnxBackend", "TorchBackend", "load_backend", "resolve_dtype"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Backend", "BackendName", "DType", "OnnxBackend", "TorchBackend", "batch_size_for",
+           "load_backend", "resolve_dtype"]
 
 BackendName = Literal["auto", "torch", "onnx"]
 DType = Literal["auto", "float32", "bfloat16"]
 Task = Literal["encoder", "classifier"]
 
 _TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+DEFAULT_BATCH_SIZE = 32
 
 
 class Backend(Protocol):
@@ -28,10 +30,25 @@ class Backend(Protocol):
 
     name: str
     dtype: str
+    batch_invariant: bool  # False when a text's output depends on the other texts in its batch
 
     def forward(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
         """Run one padded batch (int64 arrays) and return float32 outputs."""
         ...
+
+
+def batch_size_for(backend: Backend, requested: int | None) -> int:
+    """`requested`, or a default: 32 texts per pass, or 1 where batching would change the outputs.
+
+    Dynamically quantized ONNX models pick one int8 scale per activation tensor, i.e. per batch, so a pair
+    scored beside others gets a different score (up to 0.6 logit measured) than scored alone. One text per
+    pass makes results reproducible and independent of the batch; on 2 cores it costs no throughput.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise InvalidInput(f"batch_size must be positive, got {requested}")
+        return requested
+    return DEFAULT_BATCH_SIZE if backend.batch_invariant else 1
 
 
 def resolve_dtype(dtype: DType) -> Literal["float32", "bfloat16"]:
@@ -58,6 +75,7 @@ class TorchBackend:
     """A transformers model run under `torch.inference_mode`, optionally with bf16 autocast."""
 
     name = "torch"
+    batch_invariant = True
 
     def __init__(self, model: torch.nn.Module, dtype: Literal["float32", "bfloat16"] = "float32",
                  device: str = "cpu") -> None:
@@ -101,6 +119,7 @@ class OnnxBackend:
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.dtype = "int8" if "quant" in model_file.name or _is_quantized(self.session) else "float32"
+        self.batch_invariant = not _quantizes_activations_per_batch(model_file)
 
     def forward(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
         """Run the session on the inputs it declares; return its first output."""
@@ -114,6 +133,14 @@ class OnnxBackend:
 def _is_quantized(session: object) -> bool:
     meta = session.get_modelmeta()  # type: ignore[attr-defined]
     return "quant" in (meta.description or "").lower() or "quant" in (meta.producer_name or "").lower()
+
+
+def _quantizes_activations_per_batch(model_file: Path) -> bool:
+    """Whether the graph has DynamicQuantizeLinear nodes (op type names are plain strings in the protobuf)."""
+    import mmap
+
+    with model_file.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"DynamicQuantizeLinear") >= 0
 
 
 def load_backend(path: Path, task: Task, backend: BackendName = "auto", dtype: DType = "auto",
@@ -146,6 +173,15 @@ def _find_onnx(path: Path) -> Path | None:
 
 def _load_transformers_model(path: Path, task: Task) -> torch.nn.Module:
     from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers.utils import logging as transformers_logging
 
     loader = AutoModelForSequenceClassification if task == "classifier" else AutoModel
-    return loader.from_pretrained(str(path))
+    # transformers draws a "Loading weights" bar on every load: noise in a CLI that loads two models per
+    # command. Silenced for this call only, and put back as the caller had it.
+    bar_was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return loader.from_pretrained(str(path))
+    finally:
+        if bar_was_enabled:
+            transformers_logging.enable_progress_bar()

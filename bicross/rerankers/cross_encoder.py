@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bicross.errors import InvalidInput
-from bicross.models.backends import Backend, BackendName, DType, load_backend
+from bicross.models.backends import Backend, BackendName, DType, batch_size_for, load_backend
 from bicross.models.resolve import model_fingerprint, resolve_model
 from bicross.models.tokenization import Tokenizer, check_texts, length_sorted_batches, pad_batch
 from bicross.progress import progress_task
@@ -40,7 +40,7 @@ class CrossEncoder:
 
     def __init__(self, backend: Backend, tokenizer: Tokenizer, *, name: str = "cross-encoder",
                  fingerprint: str = "", labels: tuple[str, ...] = (), max_length: int = 512,
-                 activation: Activation = "none", batch_size: int = 32) -> None:
+                 activation: Activation = "none", batch_size: int | None = None) -> None:
         if max_length < 4:
             raise InvalidInput(f"max_length must be at least 4 tokens, got {max_length}")
         self.backend = backend
@@ -50,13 +50,17 @@ class CrossEncoder:
         self.labels = labels
         self.max_length = max_length
         self.activation = activation
-        self.batch_size = batch_size
+        self.batch_size = batch_size_for(backend, batch_size)
 
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_CROSS_ENCODER, *, backend: BackendName = "auto",
              dtype: DType = "auto", threads: int | None = None, max_length: int | None = None,
-             activation: Activation = "none", batch_size: int = 32) -> CrossEncoder:
-        """Load a cross-encoder from a hub id, a packaged copy or a local folder."""
+             activation: Activation = "none", batch_size: int | None = None) -> CrossEncoder:
+        """Load a cross-encoder from a hub id, a packaged copy or a local folder.
+
+        `batch_size` None: 32 pairs per pass, or 1 for dynamically quantized ONNX models, whose scores would
+        otherwise depend on the other pairs in the batch (see `batch_size_for`).
+        """
         resolved = resolve_model(name_or_path)
         runtime = load_backend(resolved.path, "classifier", backend, dtype, threads)
         labels = _read_labels(resolved.path)

@@ -85,3 +85,29 @@ class _NoTokenTypes(torch.nn.Module):
 def test_torch_backend_drops_token_type_ids_for_models_without_them() -> None:
     states = TorchBackend(_NoTokenTypes()).forward(BATCH)
     assert states[:, :, 0].tolist() == [[2, 10, 11, 3, 0], [2, 12, 13, 14, 3]]
+
+
+@pytest.mark.parametrize(("invariant", "requested", "expected"), [(True, None, 32), (False, None, 1), (False, 8, 8)])
+def test_batch_size_defaults_to_one_only_where_batching_changes_outputs(invariant: bool, requested: int | None,
+                                                                         expected: int) -> None:
+    backend = SimpleNamespace(batch_invariant=invariant)
+    assert backends.batch_size_for(backend, requested) == expected  # type: ignore[arg-type]
+
+
+def test_batch_size_must_be_positive() -> None:
+    with pytest.raises(InvalidInput, match="batch_size must be positive"):
+        backends.batch_size_for(SimpleNamespace(batch_invariant=True), 0)  # type: ignore[arg-type]
+
+
+def test_torch_backend_is_batch_invariant(tiny_encoder_path: Path) -> None:
+    assert load_backend(tiny_encoder_path, "encoder", "torch", "float32").batch_invariant
+
+
+def test_loading_draws_no_weights_bar_and_restores_the_setting(tiny_encoder_path: Path,
+                                                               capfd: pytest.CaptureFixture[str]) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    assert transformers_logging.is_progress_bar_enabled()
+    load_backend(tiny_encoder_path, "encoder", "torch", "float32")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 QUERY = "How many people live in Berlin?"
 RELEVANT = "Berlin has a population of 3,520,031 registered inhabitants in an area of 891.82 square kilometers."
 UNRELATED = [
@@ -29,3 +31,19 @@ def test_long_document_keeps_the_query(ms_marco_reranker):
     long_document = RELEVANT + " " + " ".join(["Berlin is a city in Germany."] * 400)
     score = ms_marco_reranker.score([(QUERY, long_document)])[0]
     assert score > 3.0
+
+
+def test_int8_reranker_scores_one_pair_per_pass(ms_marco_reranker):
+    # Dynamic quantization picks one activation scale per batch; one pair per pass keeps scores independent
+    # of the company a pair keeps.
+    assert not ms_marco_reranker.backend.batch_invariant
+    assert ms_marco_reranker.batch_size == 1
+
+
+def test_a_pairs_score_does_not_depend_on_the_other_pairs(ms_marco_reranker):
+    pairs = [(QUERY, RELEVANT)] + [(QUERY, text) for text in UNRELATED]
+    together = ms_marco_reranker.score(pairs)
+    reversed_order = ms_marco_reranker.score(pairs[::-1])[::-1]
+    alone = [ms_marco_reranker.score([pair])[0] for pair in pairs]
+    np.testing.assert_array_equal(together, reversed_order)
+    np.testing.assert_array_equal(together, alone)
