@@ -63,8 +63,8 @@ def index(
         "--quantization", help="Codes exact search scans, shortlist rescored in float32: float32 | float16 | int8 | "
         "binary.")] = "float32",
     language: Annotated[str, typer.Option(
-        "--language", help="BM25 stopwords + stemmer: auto (English if the corpus is, else none) | none | en | de | "
-        "fr | ...")] = "auto",
+        "--language", help="BM25 stopwords + stemmer: auto (detected from stopwords among en, de, fr, es, it, pt, "
+        "nl, da, no, sv, ru, tr; else none) | none | en | de | ...")] = "auto",
 ) -> None:
     """Embed a corpus and store it as a searchable collection folder."""
     from bicross.cli.output import load_corpus

@@ -6,10 +6,15 @@ queries: lowercase -> words of 2+ word characters (scikit-learn's pattern, as bm
 stopwords (bm25s' lists) -> Snowball stem (PyStemmer). We build the vocabulary ourselves, in first-seen
 order, so the same texts always give byte-identical files (bm25s' own tokenizer orders it by set hashing).
 
-Defaults and why: English stopwords plus the Snowball English stemmer, k1 1.5, b 0.75, Lucene idf. Over
-the full test qrels (pytrec_eval, texts = ``Document.full_text``, i.e. title + ". " + text) this gives
-nDCG@10 / Recall@100 of 0.686 / 0.913 on SciFact and 0.365 / 0.735 on Cranfield, against 0.662 / 0.876
-and 0.337 / 0.704 without stemming; leaving the title out costs another 0.015 to 0.045 nDCG@10.
+Defaults and why: k1 1.5, b 0.75, Lucene idf; no stopwords and no stemming unless `detect_language`
+recognises the corpus as one of the twelve languages with both a bm25s stopword list and a Snowball stemmer
+(English, German, French, Spanish, Italian, Portuguese, Dutch, Danish, Norwegian, Swedish, Russian,
+Turkish): the language whose stopword list covers the largest share of a sample's words, if that share is
+at least 20% (10% for Russian and Turkish), gets its stopwords and stemmer. For English, over the full test
+qrels (pytrec_eval, texts = ``Document.full_text``, i.e. title + ". " + text), this gives nDCG@10 /
+Recall@100 of 0.686 / 0.913 on SciFact and 0.365 / 0.735 on Cranfield, against 0.662 / 0.876 and 0.337 /
+0.704 without stemming; leaving the title out costs another 0.015 to 0.045 nDCG@10. For the other languages
+it is the usual choice, not measured here (we have no non-English qrels).
 
 Shortcuts: the index is immutable; adding or deleting documents means rebuilding it (idf depends on every
 document), which takes about a second for SciFact's 5,183 abstracts (Collection does it at every commit).
@@ -20,7 +25,6 @@ the query), so it may return fewer than top_k; score ties are broken by ascendin
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from bicross.errors import IndexCorrupt, InvalidInput, MissingExtra
+from bicross.errors import IndexCorrupt, InvalidInput
+from bicross.index.analysis import LANGUAGES, STOPWORD_LISTS, Analyzer, detect_language, import_bm25s, import_stemmer
 from bicross.scoring.fusion import RankedList
 
 if TYPE_CHECKING:
@@ -39,34 +44,6 @@ __all__ = ["Bm25Config", "Bm25Index", "Bm25Method"]
 
 Bm25Method = Literal["lucene", "robertson", "atire"]
 _METHODS = ("lucene", "robertson", "atire")
-_TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
-# Stopword lists shipped by bm25s, by ISO code and by English name.
-_STOPWORD_LISTS = {
-    code: constant
-    for codes, constant in [
-        (("en", "english"), "STOPWORDS_EN"),
-        (("en_plus", "english_plus"), "STOPWORDS_EN_PLUS"),
-        (("da", "danish"), "STOPWORDS_DANISH"),
-        (("de", "german"), "STOPWORDS_GERMAN"),
-        (("es", "spanish"), "STOPWORDS_SPANISH"),
-        (("fr", "french"), "STOPWORDS_FRENCH"),
-        (("it", "italian"), "STOPWORDS_ITALIAN"),
-        (("ko", "korean"), "STOPWORDS_KOREAN"),
-        (("nl", "dutch"), "STOPWORDS_DUTCH"),
-        (("no", "norwegian"), "STOPWORDS_NORWEGIAN"),
-        (("pt", "portuguese"), "STOPWORDS_PORTUGUESE"),
-        (("ru", "russian"), "STOPWORDS_RUSSIAN"),
-        (("sv", "swedish"), "STOPWORDS_SWEDISH"),
-        (("tr", "turkish"), "STOPWORDS_TURKISH"),
-        (("zh", "chinese"), "STOPWORDS_CHINESE"),
-    ]
-    for code in codes
-}
-# Languages with both a bm25s stopword list and a Snowball stemmer.
-_LANGUAGES = {"en": "english", "da": "danish", "de": "german", "es": "spanish", "fr": "french", "it": "italian",
-              "nl": "dutch", "no": "norwegian", "pt": "portuguese", "ru": "russian", "sv": "swedish",
-              "tr": "turkish"}
-_ENGLISH_STOPWORD_SHARE = 0.2  # English prose runs at 35-50% stopwords; other languages and code well under 10%
 _FORMAT = "bicross-bm25"
 _FORMAT_VERSION = 1
 _CONFIG_FILE = "bm25_config.json"
@@ -101,15 +78,15 @@ class Bm25Config:
     lowercase: bool = True
 
     def __post_init__(self) -> None:
-        if self.stopwords is not None and self.stopwords not in _STOPWORD_LISTS:
+        if self.stopwords is not None and self.stopwords not in STOPWORD_LISTS:
             raise InvalidInput(
-                f"unknown stopword list {self.stopwords!r}; choose one of {sorted(_STOPWORD_LISTS)} "
+                f"unknown stopword list {self.stopwords!r}; choose one of {sorted(STOPWORD_LISTS)} "
                 "or None to keep every word"
             )
-        if self.stemmer is not None and self.stemmer not in _import_stemmer().algorithms():
+        if self.stemmer is not None and self.stemmer not in import_stemmer().algorithms():
             raise InvalidInput(
                 f"unknown stemmer {self.stemmer!r}; choose a PyStemmer algorithm "
-                f"({', '.join(_import_stemmer().algorithms())}) or None to disable stemming"
+                f"({', '.join(import_stemmer().algorithms())}) or None to disable stemming"
             )
         if isinstance(self.k1, bool) or not isinstance(self.k1, int | float) or not 0 <= self.k1 < np.inf:
             raise InvalidInput(f"k1 must be a finite number >= 0 (1.2 to 2.0 is usual), got {self.k1!r}")
@@ -135,10 +112,10 @@ class Bm25Config:
         """
         if language is None:
             return cls()
-        if language not in _LANGUAGES:
+        if language not in LANGUAGES:
             raise InvalidInput(f"no stopwords/stemmer for language {language!r}; choose one of "
-                               f"{sorted(_LANGUAGES)} or none")
-        return cls(stopwords=language, stemmer=_LANGUAGES[language])
+                               f"{sorted(LANGUAGES)} or none")
+        return cls(stopwords=language, stemmer=LANGUAGES[language])
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Bm25Config:
@@ -147,36 +124,6 @@ class Bm25Config:
         if unknown:
             raise InvalidInput(f"unknown Bm25Config fields {sorted(unknown)}")
         return cls(**values)
-
-
-class _Analyzer:
-    """Text -> BM25 terms: lowercase, split into words, drop stopwords, stem. The same for build and query."""
-
-    def __init__(self, config: Bm25Config) -> None:
-        self._lowercase = config.lowercase
-        if config.stopwords is None:
-            self._stopwords: frozenset[str] = frozenset()
-        else:
-            stopword_lists = _import_bm25s().stopwords
-            self._stopwords = frozenset(getattr(stopword_lists, _STOPWORD_LISTS[config.stopwords]))
-        self._stemmer = None if config.stemmer is None else _import_stemmer().Stemmer(config.stemmer)
-
-    def __call__(self, texts: Sequence[str]) -> list[list[str]]:
-        """Terms of each text, in text order, duplicates kept (term frequency matters)."""
-        words = [
-            [
-                word
-                for word in _TOKEN_PATTERN.findall(text.lower() if self._lowercase else text)
-                if word not in self._stopwords
-            ]
-            for text in texts
-        ]
-        if self._stemmer is None:
-            return words
-        # Stem each distinct word once: a corpus has far fewer distinct words than tokens.
-        distinct = list({word: None for text_words in words for word in text_words})
-        stem_of = dict(zip(distinct, self._stemmer.stemWords(distinct), strict=True))
-        return [[stem_of[word] for word in text_words] for text_words in words]
 
 
 class Bm25Index:
@@ -188,12 +135,11 @@ class Bm25Index:
     def __init__(self, retriever: bm25s.BM25, config: Bm25Config) -> None:
         self._retriever = retriever
         self._config = config
-        self._analyzer = _Analyzer(config)
+        self._analyzer = Analyzer(config)
 
     @classmethod
     def build(cls, texts: Sequence[str], config: Bm25Config | None = None) -> Bm25Index:
         """Index `texts` (row id i = texts[i]); pass title + ". " + text, as `Document.full_text` does."""
-        config = Bm25Config.for_language(detect_language(texts)) if config is None else config
         if isinstance(texts, str):
             raise InvalidInput("texts must be a sequence of strings, got a single string; wrap it in a list")
         if len(texts) == 0:
@@ -201,12 +147,13 @@ class Bm25Index:
         for position, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidInput(f"texts[{position}] is a {type(text).__name__}, not a str")
+        config = Bm25Config.for_language(detect_language(texts)) if config is None else config
         vocabulary: dict[str, int] = {}
         term_ids = [
             [vocabulary.setdefault(term, len(vocabulary)) for term in terms]
-            for terms in _Analyzer(config)(texts)
+            for terms in Analyzer(config)(texts)
         ]
-        retriever = _import_bm25s().BM25(k1=config.k1, b=config.b, method=config.method)
+        retriever = import_bm25s().BM25(k1=config.k1, b=config.b, method=config.method)
         # A corpus whose texts are all stopwords has average length 0: bm25s divides 0 by 0 for no term.
         with np.errstate(divide="ignore", invalid="ignore"):
             retriever.index((term_ids, vocabulary), create_empty_token=False, show_progress=False)
@@ -282,7 +229,7 @@ class Bm25Index:
                 )
             config = Bm25Config.from_dict(manifest["config"])
             num_documents = int(manifest["num_documents"])
-            retriever = _import_bm25s().BM25.load(folder, mmap=mmap, show_progress=False, **_BM25S_FILES)
+            retriever = import_bm25s().BM25.load(folder, mmap=mmap, show_progress=False, **_BM25S_FILES)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise IndexCorrupt(
                 f"cannot read the BM25 index in {folder} ({type(error).__name__}: {error}); "
@@ -347,40 +294,3 @@ def _check_consistent(retriever: bm25s.BM25, config: Bm25Config, num_documents: 
             f"BM25 index in {folder} is inconsistent: {'; '.join(problems)}; "
             "rebuild it with Bm25Index.build(texts, config).save(folder)"
         )
-
-
-def _import_bm25s() -> Any:
-    try:
-        import bm25s
-    except ImportError as error:
-        raise MissingExtra("bm25s", "bm25") from error
-    return bm25s
-
-
-def _import_stemmer() -> Any:
-    try:
-        import Stemmer
-    except ImportError as error:
-        raise MissingExtra("PyStemmer", "bm25") from error
-    return Stemmer
-
-
-def detect_language(texts: Sequence[str], sample: int = 500) -> str | None:
-    """"en" when English stopwords make up a fifth of the words of a sample of `texts`, else None.
-
-    The default analysis stays language-neutral (no stopwords, no stemming) unless the corpus is clearly
-    English, where stopwords + the Snowball stemmer are measured to help (SciFact BM25 nDCG@10 0.686 vs
-    0.662, Cranfield 0.365 vs 0.337). Other languages are not guessed: pass `Bm25Config.for_language`.
-
-    >>> detect_language(["The cat sat on the mat and it was happy with the world."])
-    'en'
-    >>> detect_language(["Der Hund schläft im Garten unter dem großen Baum."]) is None
-    True
-    """
-    english = frozenset(_import_bm25s().stopwords.STOPWORDS_EN)
-    step = max(1, len(texts) // sample)
-    words = [word for text in list(texts)[::step][:sample] for word in _TOKEN_PATTERN.findall(text.lower())]
-    if not words:
-        return None
-    share = sum(word in english for word in words) / len(words)
-    return "en" if share >= _ENGLISH_STOPWORD_SHARE else None

@@ -144,7 +144,7 @@ def test_invalid_arguments_raise_invalid_input_with_a_fix(index: Bm25Index) -> N
 def test_corpus_of_only_stopwords_builds_quietly_and_matches_nothing() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        empty = Bm25Index.build(["the", "", "and of"])
+        empty = Bm25Index.build(["the", "", "and of"], Bm25Config.for_language("en"))
     assert empty.search("the", top_k=3)[0].size == 0
 
 
@@ -204,15 +204,19 @@ def test_scores_match_bm25s_used_directly_on_scifact_slice() -> None:
 
 
 
-def test_default_analysis_is_language_neutral_unless_the_corpus_is_english() -> None:
+def test_default_analysis_is_language_neutral_unless_a_language_is_detected() -> None:
+    """More in test_bm25_language.py."""
     assert Bm25Config().stopwords is None and Bm25Config().stemmer is None
-    english = Bm25Index.build(["She runs every morning.", "The cat sat on the mat."])
+    english = Bm25Index.build(["She runs along the river every morning before work, and then she takes the train.",
+                               "The cat sat on the mat all day; it was happy to watch the birds in the garden."])
     assert english.config == Bm25Config.for_language("en")
     assert english.search("running", top_k=2)[0].tolist() == [0]  # stemmed: running -> run
-    german = Bm25Index.build(["Der Hund schläft im Garten.", "Die Katze läuft über die Straße."])
-    assert german.config == Bm25Config()
-    assert german.search("garten", top_k=2)[0].tolist() == [0]
-    assert german.search("gärten", top_k=2)[0].size == 0  # no stemming guessed for German
+    identifiers = Bm25Index.build(["SKU-4471 colour red size XL weight 120g batch B-17 warehouse W3 shelf 12",
+                                   "SKU-4472 colour reds size XXL weight 140g batch B-18 warehouse W3 shelf 14",
+                                   "ORD_2023_11 the status shipped carrier DHL tracking 00340434161234567890"])
+    assert identifiers.config == Bm25Config()
+    assert identifiers.search("reds", top_k=2)[0].tolist() == [1]  # not stemmed to "red"
+    assert identifiers.search("the", top_k=2)[0].tolist() == [2]  # not a stopword
 
 
 def test_unknown_language_is_refused() -> None:
