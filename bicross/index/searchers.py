@@ -4,7 +4,9 @@ Three searchers answer `search(queries, top_k, allowed)` with the same ids (posi
 documents) and exact-scale scores:
 - exact: `ExactDenseIndex`, a scan of the float32 embeddings (what "auto" picks below `exact_below`);
 - quantized: `QuantizedDenseIndex`, a scan of float16 / int8 / binary codes (`codes-K.npy`, one per
-  segment, memory-mapped) whose shortlist of `top_k * rescore_factor` is rescored from the float32 rows;
+  segment, memory-mapped) whose shortlist of `top_k * rescore_factor` is rescored from the float32 rows
+  (on one core, int8 scans 3-5x faster than the float32 scan and float16 1.5x: see quantization.py for
+  the measurement);
 - approximate: `AnnIndex` (HNSW or IVF, ann.py) over every physical row; dead rows are skipped at search.
 
 Manifest entries: `"ann": {"kind", "config", "rows", "trained_on", "nlist"}` (kind "exact" when no FAISS

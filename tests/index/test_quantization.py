@@ -7,7 +7,7 @@ import pytest
 from synthetic_vectors import clustered_unit_vectors, recall_at_k
 
 from bicross.errors import InvalidInput
-from bicross.index import quantization
+from bicross.index import code_scan, quantization
 from bicross.index.dense import ExactDenseIndex
 from bicross.index.quantization import (
     Calibration,
@@ -19,12 +19,22 @@ from bicross.index.quantization import (
     search_quantized,
     search_with_rescoring,
 )
-from bicross.scoring.similarity import similarity_matrix
+from bicross.scoring.similarity import similarity_matrix, top_k_rows
 
 ROWS, DIMENSION, TOP_K = 8_000, 384, 10
 
 
-
+def _decode_path_search(queries, quantized, documents, similarity, allowed=None, rescore_factor=4):
+    """The reference the scan kernels must reproduce: decode every row, float32 `similarity_matrix`, a
+    shortlist of TOP_K * rescore_factor, exact rescoring; ids and approximate scores of the shortlist too."""
+    approximate = similarity_matrix(queries, quantized.decode(), similarity)
+    if allowed is not None:
+        approximate[:, ~allowed] = -np.inf
+    searchable = len(documents) if allowed is None else int(allowed.sum())
+    shortlist, shortlist_scores = top_k_rows(approximate, min(TOP_K * rescore_factor, searchable))
+    exact = np.take_along_axis(similarity_matrix(queries, documents, similarity), shortlist, axis=1)
+    keep, best = top_k_rows(exact, TOP_K)
+    return np.take_along_axis(shortlist, keep, axis=1), best, approximate
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +95,7 @@ def test_binary_with_rescoring_recall(data, record_property):
 def test_binary_table_and_matrix_paths_agree(data):
     documents, queries, _ = data
     quantized = quantize(documents[:1_000], "binary")
-    few = scores(queries[:quantization._TABLE_MAX_QUERIES], quantized, "cosine")  # byte lookup tables
+    few = scores(queries[:code_scan._TABLE_MAX_QUERIES], quantized, "cosine")  # byte lookup tables
     many = scores(queries, quantized, "cosine")  # +-1 matrix product
     np.testing.assert_allclose(few, many[:len(few)], atol=1e-5)
     signs = np.unpackbits(quantized.codes, axis=1) * 2.0 - 1.0
@@ -150,3 +160,45 @@ def test_mismatched_inputs_are_refused(data):
         scores(queries[:, :10], quantize(documents[:10], "float16"), "cosine")
     with pytest.raises(InvalidInput, match="rescore_factor"):
         search_with_rescoring(queries, quantize(documents[:10], "binary"), lambda rows: documents[rows], 5, "cosine", 0)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # read-only memory maps reach torch without a warning
+@pytest.mark.parametrize("similarity", ["dot", "cosine", "euclidean"])
+@pytest.mark.parametrize("kind", ["float16", "int8"])
+def test_scan_kernels_reproduce_the_decode_path(tmp_path, data, kind, similarity):
+    documents, queries, _ = data
+    documents = documents * np.linspace(0.5, 2.0, ROWS, dtype=np.float32)[:, None]  # lengths differ
+    built = quantize(documents, kind)
+    np.save(tmp_path / "codes.npy", built.codes)
+    mapped = QuantizedVectors(kind, np.load(tmp_path / "codes.npy", mmap_mode="r"), DIMENSION, built.calibration)
+    found, best = search_with_rescoring(queries, mapped, lambda rows: documents[rows], TOP_K, similarity)
+    expected, _, approximate = _decode_path_search(queries, mapped, documents, similarity)
+    difference = np.abs(scores(queries, mapped, similarity) - approximate).max()
+    if kind == "float16":  # the same float32 arithmetic in another order
+        assert difference < 1e-4 and np.array_equal(found, expected)
+    else:  # only the query is rounded to int8: scores stay on the scale, the rescored top 10 barely moves
+        assert difference < 0.01 * np.abs(approximate).max(), difference
+        assert recall_at_k(found, expected) >= 0.99
+    np.testing.assert_allclose(best, np.take_along_axis(similarity_matrix(queries, documents, similarity), found, 1),
+                               atol=1e-5)  # exact scores of the rows returned
+
+
+@pytest.mark.parametrize("kind", ["float16", "int8"])
+def test_tiny_chunks_one_query_and_masks_excluding_most_rows(monkeypatch, data, kind):
+    monkeypatch.setattr(quantization, "_CHUNK_ROWS", 7)  # many chunks, the last one partial
+    monkeypatch.setattr(code_scan, "_WIDEN_ROWS", 3)  # blocks smaller than any kernel tile
+    documents, queries, _ = data
+    documents, query = documents[:200], queries[:1]
+    quantized = quantize(documents, kind)
+    generator = np.random.default_rng(5)
+    for allowed in (None, generator.random(200) < 0.7, generator.random(200) < 0.05, np.eye(1, 200, 13, dtype=bool)[0]):
+        found, best = search_with_rescoring(query, quantized, lambda rows: documents[rows], TOP_K, "cosine",
+                                            allowed=allowed)
+        expected, expected_best, _ = _decode_path_search(query, quantized, documents, "cosine", allowed)
+        assert found.shape == expected.shape == (1, min(TOP_K, 200 if allowed is None else int(allowed.sum())))
+        assert allowed is None or allowed[found].all()
+        if kind == "float16":
+            assert np.array_equal(found, expected)
+            np.testing.assert_allclose(best, expected_best, atol=1e-6)
+        else:
+            assert recall_at_k(found, expected) >= 0.9
