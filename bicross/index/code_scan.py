@@ -12,8 +12,8 @@ on numpy arrays (torch does the arithmetic, imported on first use) and return fl
   Only the query is rounded: a ranking signal for a shortlist that is rescored exactly.
 - binary: the float query minus the thresholds against the bits read as +-1 (byte lookup tables for a
   few queries, a matrix product for more).
-- top-k: `torch.topk`, then ties ordered by column as `top_k_rows` does; numpy's argpartition took 7x
-  longer on (100, 65,536) blocks and dominated a 100-query int8 scan.
+- top-k: `scoring.similarity.top_k_rows` (torch.topk); numpy's argpartition took 7x longer on
+  (100, 65,536) blocks and dominated a 100-query int8 scan.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ __all__ = [
     "fold_int8_queries",
     "int8_dot",
     "similarity_from_dot",
-    "top_k_columns",
 ]
 
 _WIDEN_ROWS = 4_096  # float16 rows widened per product: 6 MB of float32 at 384 dimensions, cache-sized
@@ -179,25 +178,6 @@ def binary_scores(centred_queries: np.ndarray, codes: np.ndarray, dimension: int
         for position in range(width):
             block[query] += table[position][codes[:, position]]
     return block
-
-
-def top_k_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """`top_k_rows` (same contract: best first, equal scores by column id) selecting with `torch.topk`,
-    about 7x faster than numpy's argpartition on 65,536 columns.
-
-    >>> ids, best = top_k_columns(np.array([[0.1, 0.9, 0.5, 0.9]], np.float32), 2)
-    >>> ids.tolist(), best.tolist()
-    ([[1, 3]], [[0.8999999761581421, 0.8999999761581421]])
-    """
-    import torch
-
-    k = min(k, scores.shape[1])
-    if k <= 0:
-        return np.empty((len(scores), 0), np.int64), np.empty((len(scores), 0), scores.dtype)
-    values, ids = torch.topk(_as_tensor(scores), k, dim=1, sorted=False)
-    values, ids = values.numpy(), ids.numpy()
-    order = np.lexsort((ids, -values), axis=1)  # best first, ties by column id
-    return np.take_along_axis(ids, order, axis=1).astype(np.int64), np.take_along_axis(values, order, axis=1)
 
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:

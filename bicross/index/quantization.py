@@ -57,7 +57,6 @@ from bicross.index.code_scan import (
     fold_int8_queries,
     int8_dot,
     similarity_from_dot,
-    top_k_columns,
 )
 from bicross.scoring.similarity import normalize_rows, similarity_matrix, top_k_rows
 from bicross.types import Similarity
@@ -291,10 +290,10 @@ def search_quantized(queries: np.ndarray, quantized: QuantizedVectors, top_k: in
             block = scorer(slice(start, stop))  # (n_queries, chunk)
             if keep_rows is not None and kept < stop - start:
                 block[:, ~keep_rows] = -np.inf
-        ids, block_scores = top_k_columns(block, top_k)
+        ids, block_scores = top_k_rows(block, top_k)
         merged_ids = np.concatenate([best_ids, ids + start if picked is None else picked[ids]], axis=1)
         merged_scores = np.concatenate([best_scores, block_scores], axis=1)
-        keep, best_scores = top_k_columns(merged_scores, top_k)
+        keep, best_scores = top_k_rows(merged_scores, top_k)
         best_ids = np.take_along_axis(merged_ids, keep, axis=1)
     found = min(top_k, len(quantized) if allowed is None else int(allowed.sum()))  # ruled-out rows sort last
     return best_ids[:, :found], best_scores[:, :found].astype(np.float32)

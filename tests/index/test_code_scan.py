@@ -15,10 +15,9 @@ from bicross.index.code_scan import (
     fold_int8_queries,
     int8_dot,
     similarity_from_dot,
-    top_k_columns,
 )
 from bicross.index.quantization import quantize
-from bicross.scoring.similarity import similarity_matrix, top_k_rows
+from bicross.scoring.similarity import similarity_matrix
 
 # (queries, rows, dim): one query, one row, odd widths, and blocks smaller than any kernel tile
 SHAPES = [(1, 1, 1), (1, 3, 5), (3, 7, 5), (2, 33, 17), (5, 300, 384)]
@@ -100,21 +99,6 @@ def test_decoded_squared_norms_match_numpy(monkeypatch):
         direct = decoded_squared_norms(quantized.codes, *((calibration.offset, calibration.step) if calibration else ()))
         np.testing.assert_allclose(direct, expected, rtol=1e-5)
         np.testing.assert_allclose(quantized.squared_norms, expected, rtol=1e-5)  # cached on the codes
-
-
-def test_top_k_columns_matches_top_k_rows_with_ties_and_ruled_out_columns():
-    scores = np.random.default_rng(0).integers(0, 5, (4, 50)).astype(np.float32)  # many ties
-    scores[:, ::3] = -np.inf
-    for k in (0, 1, 7, 50, 60):
-        ids, best = top_k_columns(scores, k)
-        expected_ids, expected_best = top_k_rows(scores, k)
-        assert np.array_equal(best, expected_best)
-        # ties at the cut may pick other columns; inside, equal scores are ordered by column id
-        same_scores = np.take_along_axis(scores, ids, axis=1)
-        assert np.array_equal(same_scores, best) and ids.dtype == np.int64
-        for row_ids, row_best in zip(ids, best, strict=True):
-            for value in np.unique(row_best):
-                assert np.all(np.diff(row_ids[row_best == value]) > 0)
 
 
 def test_read_only_memory_maps_are_shared_without_a_warning(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import bicross.index.dense as dense
 from bicross.errors import IndexMismatch
 from bicross.index.dense import ExactDenseIndex
-from bicross.scoring.similarity import similarity_matrix
+from bicross.scoring.similarity import similarity_matrix, top_k_rows
 
 
 def _vectors(rows: int, seed: int) -> np.ndarray:
@@ -71,3 +71,18 @@ def test_unit_rows_cosine_matches_renormalizing_search():
     slow_ids, slow_scores = ExactDenseIndex(rows, "cosine").search(queries, 5)
     np.testing.assert_array_equal(fast_ids, slow_ids)
     np.testing.assert_allclose(fast_scores, slow_scores, atol=1e-5)
+
+
+def test_top_k_rows_orders_ties_by_column_and_cuts_ruled_out_columns():
+    scores = np.random.default_rng(0).integers(0, 5, (4, 50)).astype(np.float32)  # many ties
+    scores[:, ::3] = -np.inf
+    for k in (0, 1, 7, 50, 60):
+        ids, best = top_k_rows(scores, k)
+        expected_best = -np.sort(-scores, axis=1)[:, :k]
+        assert np.array_equal(best, expected_best)
+        # ties at the cut may pick other columns; inside, equal scores are ordered by column id
+        same_scores = np.take_along_axis(scores, ids, axis=1)
+        assert np.array_equal(same_scores, best) and ids.dtype == np.int64
+        for row_ids, row_best in zip(ids, best, strict=True):
+            for value in np.unique(row_best):
+                assert np.all(np.diff(row_ids[row_best == value]) > 0)
