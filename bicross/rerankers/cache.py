@@ -4,20 +4,31 @@ Keys are the query text and a hash of the document text, so an updated document 
 Bounded (least recently used entries go first) so a long-running server cannot grow without limit.
 Each entry also keeps what scoring it cost (its share of the measured batch time), so an evaluation can
 report what a cache hit would have cost cold (`replayed_seconds`).
+
+`save` / `load` keep a cache across processes (JSON, written atomically), tagged with the reranker's
+identity (`CrossEncoder.identity`: model, weights, max_length) so scores of another model are refused. Worth
+it because scores are reproducible: a pair scores the same alone or in any batch (see `batch_size_for`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
+
+from bicross.errors import InvalidInput
 
 __all__ = ["ScoreCache"]
 
 Pair = tuple[str, str]
+_FORMAT = "bicross-score-cache"
+_VERSION = 1
 
 
 class ScoreCache:
@@ -70,3 +81,29 @@ class ScoreCache:
         while len(self._scores) > self.max_entries:
             self._scores.popitem(last=False)
         return result
+
+    def save(self, path: str | Path, reranker: str) -> None:
+        """Write every entry to `path` (JSON, replaced atomically), tagged with the reranker's identity."""
+        target = Path(path)
+        entries = [[query, digest.hex(), score, seconds] for (query, digest), (score, seconds) in self._scores.items()]
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(json.dumps({"format": _FORMAT, "version": _VERSION, "reranker": reranker, "entries": entries}))
+        os.replace(partial, target)
+
+    @classmethod
+    def load(cls, path: str | Path, reranker: str, max_entries: int = 1_000_000) -> ScoreCache:
+        """A cache filled from `save`'s file; refuses a file written for another reranker or not a cache."""
+        try:
+            saved = json.loads(Path(path).read_text(encoding="utf-8"))
+            if saved.get("format") != _FORMAT or saved.get("version") != _VERSION:
+                raise ValueError(f"format {saved.get('format')!r} version {saved.get('version')!r}")
+            entries = [((str(q), bytes.fromhex(h)), (float(score), float(seconds))) for q, h, score, seconds in saved["entries"]]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise InvalidInput(f"{path} is not a readable bicross score cache ({error}); delete it to start afresh") from error
+        if saved["reranker"] != reranker:
+            raise InvalidInput(f"{path} holds scores of {saved['reranker']!r}, not of {reranker!r}: "
+                               "use another cache file or delete this one")
+        cache = cls(max_entries)
+        cache._scores.update(entries[-max_entries:])
+        return cache
+

@@ -69,6 +69,11 @@ class CrossEncoder:
                    fingerprint=model_fingerprint(resolved.path), labels=labels, max_length=limit,
                    activation=activation, batch_size=batch_size)
 
+    @property
+    def identity(self) -> str:
+        """What a score depends on: model name, weight fingerprint, max_length and activation."""
+        return f"{self.name}|{self.fingerprint}|max_length={self.max_length}|activation={self.activation}"
+
     def score(self, pairs: Sequence[tuple[str, str]], show_progress: bool = False) -> np.ndarray:
         """Scores in input order: `(n,)` for one-logit models, `(n, labels)` otherwise."""
         queries = [query for query, _ in pairs]

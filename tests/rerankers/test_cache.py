@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
+from bicross.errors import InvalidInput
 from bicross.rerankers.cache import ScoreCache
 
 
@@ -35,3 +37,27 @@ def test_an_updated_document_is_scored_afresh_and_old_entries_are_evicted():
     assert calls == [1, 2] and len(cache) == 2
     cache.score([("q", "old text")], slow_scorer(calls))  # evicted, so scored again
     assert calls == [1, 2, 1]
+
+
+def test_a_saved_cache_replays_its_scores_in_a_new_process(tmp_path):
+    cache = ScoreCache()
+    cache.score([("q", "a"), ("q", "b")], lambda pairs: np.array([1.5, -2.0], dtype=np.float32))
+    cache.save(tmp_path / "scores.json", "model|abc|256")
+    loaded = ScoreCache.load(tmp_path / "scores.json", "model|abc|256")
+    never = lambda pairs: pytest.fail("a saved pair was scored again")  # noqa: E731
+    assert loaded.score([("q", "b"), ("q", "a")], never).tolist() == [-2.0, 1.5]
+    assert len(loaded) == 2 and not (tmp_path / "scores.json.partial").exists()
+
+
+def test_loading_refuses_another_rerankers_scores(tmp_path):
+    ScoreCache().save(tmp_path / "scores.json", "model|abc|256")
+    with pytest.raises(InvalidInput, match="holds scores of 'model|abc|256'"):
+        ScoreCache.load(tmp_path / "scores.json", "model|abc|512")
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"format": "other"}', b"\xff\xfe",
+                                     b'{"format": "bicross-score-cache", "version": 1, "reranker": "m", "entries": [[1]]}'])
+def test_loading_a_broken_file_names_it(tmp_path, content):
+    (tmp_path / "scores.json").write_bytes(content)
+    with pytest.raises(InvalidInput, match="is not a readable bicross score cache"):
+        ScoreCache.load(tmp_path / "scores.json", "m")
