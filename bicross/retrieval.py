@@ -35,7 +35,7 @@ class FirstStageConfig:
     """
 
     kind: FirstStage = "hybrid"
-    fusion: Fusion = "minmax"
+    fusion: Fusion = "zscore"  # measured: more robust than min-max under the reranker (bench/choose_default.py)
     bm25_weight: float = 0.5  # hybrid score fusion: bm25_weight * BM25 + (1 - bm25_weight) * dense
     rrf_k: float = 60.0
     depth: int = 100  # candidates each retriever contributes to a hybrid

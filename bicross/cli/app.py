@@ -96,9 +96,9 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Query encoder (default: the index's).")] = None,
     first_stage: Annotated[str | None, typer.Option(help="dense | bm25 | hybrid (default: hybrid).")] = None,
-    fusion: Annotated[str | None, typer.Option(help="Hybrid fusion: minmax | zscore | rrf.")] = None,
-    rerank_weight: Annotated[float | None, typer.Option(help="Final = z(rerank) + w * z(first stage) (default 3).")] = None,
-    rerank_depth: Annotated[int, typer.Option(help="How many of the top-k candidates the cross-encoder reads.")] = 20,
+    fusion: Annotated[str | None, typer.Option(help="Hybrid fusion: zscore (default) | minmax | rrf.")] = None,
+    rerank_weight: Annotated[float | None, typer.Option(help="Final = z(rerank) + w * z(first stage) (default 2.5).")] = None,
+    rerank_depth: Annotated[int, typer.Option(help="How many of the top-k candidates the cross-encoder reads.")] = 30,
     filters: Annotated[list[str] | None, typer.Option(
         "--filter", help="Metadata filter, repeatable: 'year>=2010', 'journal=Nature,Cell', 'lang!=en'.")] = None,
     ef_search: EfSearch = None,
@@ -211,7 +211,7 @@ def evaluate_command(
     split: Annotated[str, typer.Option(help="qrels split to score.")] = "test",
     first_stage: Annotated[list[str], typer.Option("--first-stage", help="dense | bm25 | hybrid (repeatable).")] = [  # noqa: B006
         "bm25", "dense", "hybrid"],
-    rerank_depth: Annotated[list[int], typer.Option("--rerank-top-k", help="Rerank depths to score (repeatable).")] = [20],  # noqa: B006
+    rerank_depth: Annotated[list[int], typer.Option("--rerank-top-k", help="Rerank depths to score (repeatable).")] = [30],  # noqa: B006
     no_rerank: NoRerank = False,
     exhaustive_sample: Annotated[int, typer.Option(
         help="Also let the cross-encoder score every document for N sampled queries (O(corpus) each).")] = 0,
@@ -221,8 +221,8 @@ def evaluate_command(
     reranker: Reranker = DEFAULT_RERANKER,
     model: Annotated[str, typer.Option("--model", "-m", help="Bi-encoder when the index is built here.")] = DEFAULT_MODEL,
     limit: Annotated[int | None, typer.Option(help="Score only the first N queries.")] = None,
-    fusion: Annotated[str, typer.Option(help="Hybrid fusion: minmax | zscore | rrf.")] = "minmax",
-    rerank_weight: Annotated[float, typer.Option(help="Final = z(rerank) + w * z(first stage); 0 = rerank order.")] = 3.0,
+    fusion: Annotated[str, typer.Option(help="Hybrid fusion: zscore | minmax | rrf.")] = "zscore",
+    rerank_weight: Annotated[float, typer.Option(help="Final = z(rerank) + w * z(first stage); 0 = rerank order.")] = 2.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
     ef_search: EfSearch = None,
     nprobe: Nprobe = None,

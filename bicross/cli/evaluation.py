@@ -24,7 +24,7 @@ class EvalOptions:
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     reranker: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"
     first_stages: tuple[str, ...] = ("bm25", "dense", "hybrid")
-    rerank_depths: tuple[int, ...] = (20,)  # empty: no reranked pipelines
+    rerank_depths: tuple[int, ...] = (30,)  # empty: no reranked pipelines
     base: SearchConfig = field(default_factory=SearchConfig)
     limit: int | None = None
     exhaustive_sample: int = 0

@@ -54,8 +54,8 @@ def test_eval_writes_the_report_folder(beir_folder: Path, tiny_encoder_path: Pat
         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     assert (index / "manifest.json").is_file()  # built on the way
-    names = ["bm25", "bm25 + rerank top 3 (z-fused w=3)", "bm25 + rerank top 5 (z-fused w=3)", "dense",
-             "dense + rerank top 3 (z-fused w=3)", "dense + rerank top 5 (z-fused w=3)"]
+    names = ["bm25", "bm25 + rerank top 3 (z-fused w=2.5)", "bm25 + rerank top 5 (z-fused w=2.5)", "dense",
+             "dense + rerank top 3 (z-fused w=2.5)", "dense + rerank top 5 (z-fused w=2.5)"]
     report = json.loads((out / "report.json").read_text())
     assert [row["name"] for row in report["rows"]] == [*names, "cross-encoder over all 12 documents"]
     assert report["dataset"]["queries"] == 5 and report["dataset"]["documents"] == 12
