@@ -224,6 +224,9 @@ def evaluate_command(
     fusion: Annotated[str, typer.Option(help="Hybrid fusion: zscore | minmax | rrf.")] = "zscore",
     rerank_weight: Annotated[float, typer.Option(help="Final = z(rerank) + w * z(first stage); 0 = rerank order.")] = 2.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
+    score_cache: Annotated[Path | None, typer.Option(
+        "--score-cache", help="Load cross-encoder scores from this file if it exists and save them there: a rerun "
+        "scores only new pairs (their latency is the cost measured when first scored).")] = None,
     ef_search: EfSearch = None,
     nprobe: Nprobe = None,
     rescore_factor: RescoreFactor = None,
@@ -238,7 +241,8 @@ def evaluate_command(
     options = EvalOptions(data=data, index_dir=index_dir, split=split, model=model, reranker=reranker,
                           first_stages=tuple(first_stage), rerank_depths=() if no_rerank else tuple(rerank_depth),
                           base=base, limit=limit, exhaustive_sample=exhaustive_sample,
-                          per_query_latency=per_query_latency, cold_cache=cold, out=out)
+                          per_query_latency=per_query_latency, cold_cache=cold,
+                          score_cache=score_cache, out=out)
     report = run_evaluation(options, errors if as_json else console, print_tables=not as_json)
     if as_json:
         print(json.dumps(report, indent=2))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from bicross.search import DEFAULT_RERANK_MAX_LENGTH, SearchConfig
+
+if TYPE_CHECKING:
+    from bicross.rerankers import CrossEncoder
+    from bicross.rerankers.cache import ScoreCache
 
 __all__ = ["EvalOptions", "run_evaluation"]
 
@@ -30,6 +34,7 @@ class EvalOptions:
     exhaustive_sample: int = 0
     per_query_latency: bool = False
     cold_cache: bool = False
+    score_cache: Path | None = None  # cross-encoder scores loaded from / saved to this file
     out: Path | None = None
 
 
@@ -47,6 +52,8 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
 
     if options.exhaustive_sample < 0:
         raise InvalidInput(f"--exhaustive-sample must be >= 0, got {options.exhaustive_sample}")
+    if options.score_cache is not None and options.cold_cache:
+        raise InvalidInput("--score-cache reuses scores and --cold forbids it: choose one")
     queries, qrels = load_beir_split(options.data, options.split)
     if options.limit is not None:
         queries = dict(list(queries.items())[:options.limit])
@@ -65,7 +72,7 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
                                       show_progress=progress)
     reranking = bool(options.rerank_depths) or options.exhaustive_sample > 0
     cross = CrossEncoder.load(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH) if reranking else None
-    searcher = Searcher(collection, encoder, cross)
+    searcher = Searcher(collection, encoder, cross, cache=_score_cache(options.score_cache, cross))
     variants = standard_variants(options.base, options.first_stages, options.rerank_depths,  # type: ignore[arg-type]
                                  rerank=bool(options.rerank_depths))
     if options.exhaustive_sample:
@@ -75,6 +82,8 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
         variants.append(exhaustive_variant(options.base, len(collection), sample))
     scores = evaluate_variants(searcher, queries, qrels, variants, show_progress=progress,
                                per_query_latency=options.per_query_latency, cold_cache=options.cold_cache)
+    if options.score_cache is not None and cross is not None:
+        searcher.cache.save(options.score_cache, cross.identity)
     info = ReportInfo(dataset=str(options.data), split=options.split, bi_encoder=encoder.name,
                       cross_encoder=cross.name if cross is not None else None, index=str(folder),
                       index_build_seconds=collection.manifest.get("build_seconds"), documents=len(collection))
@@ -85,6 +94,15 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
     if written:
         console.print(f"wrote {', '.join(sorted(written))} to {options.out}")
     return report
+
+
+def _score_cache(file: Path | None, cross: CrossEncoder | None) -> ScoreCache | None:
+    """The saved scores of this cross-encoder in `file`, if any (hits are charged their first measured cost)."""
+    from bicross.rerankers.cache import ScoreCache
+
+    if file is None or cross is None or not file.exists():
+        return None
+    return ScoreCache.load(file, cross.identity)
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -109,3 +109,39 @@ def test_eval_passes_query_time_ann_knobs_to_every_dense_search(
 
     status, out, err = run(monkeypatch, capsys, *arguments, "--nprobe", "0")
     assert status == 2 and out == "" and "Invalid value for '--nprobe'" in " ".join(err.split())
+
+
+def test_eval_score_cache_makes_a_rerun_score_no_pair(beir_folder: Path, tiny_encoder_path: Path,
+                                                      tiny_cross_encoder_path: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "scores.json"
+    arguments = ["eval", beir_folder, "--index", tmp_path / "index", "--model", tiny_encoder_path, "--reranker",
+                 tiny_cross_encoder_path, "--first-stage", "dense", "--rerank-top-k", "3", "--json",
+                 "--score-cache", cache]
+    status, out, err = run(monkeypatch, capsys, *arguments)
+    assert status == 0, err
+    first = json.loads(out)["rows"][1]
+    assert first["cache"]["misses"] > 0 and cache.is_file()
+    status, out, err = run(monkeypatch, capsys, *arguments)
+    assert status == 0, err
+    second = json.loads(out)["rows"][1]
+    assert second["cache"]["misses"] == 0 and second["cache"]["hits"] == first["cache"]["misses"]
+    assert second["metrics"] == first["metrics"]  # the same scores, replayed
+
+    status, out, err = run(monkeypatch, capsys, *arguments, "--cold")
+    assert status != 0 and "choose one" in err
+
+
+def test_eval_refuses_a_score_cache_of_another_reranker(beir_folder: Path, tiny_encoder_path: Path,
+                                                         tiny_cross_encoder_path: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from bicross.rerankers.cache import ScoreCache
+
+    cache = tmp_path / "scores.json"
+    ScoreCache().save(cache, "some-other-model|0|max_length=512|activation=none")
+    status, out, err = run(monkeypatch, capsys, "eval", beir_folder, "--index", tmp_path / "index", "--model",
+                           tiny_encoder_path, "--reranker", tiny_cross_encoder_path, "--first-stage", "dense",
+                           "--rerank-top-k", "3", "--score-cache", cache)
+    assert status != 0 and "holds scores of 'some-other-model" in " ".join(err.split())
