@@ -5,7 +5,8 @@
 
 One query at a time: encode the query with all-MiniLM-L6-v2, exact dense search over D document embeddings
 (computed once by `bicross.Collection.build`; bicross opens that index, ST gets its embedding matrix),
-rerank the top 20 with the packaged int8 ONNX ms-marco-MiniLM-L-12-v2 (max_length 512, bicross's default),
+rerank the top 20 with the packaged int8 ONNX ms-marco-MiniLM-L-12-v2 (max_length 256, bicross's default;
+bicross one pair per pass, its default for this dynamically quantized model, ST batches of 32),
 keep the cross-encoder's top 10. bicross: `Searcher(dense first stage, top_k 20, rerank_weight 0)` with
 each library's defaults otherwise (bicross dtype="auto": bf16 on CPUs with native bf16); reference: ST `encode` (fp32) +
 `util.semantic_search` + ST `CrossEncoder.predict` on the same ONNX file (see `_common.st_onnx_cross_encoder`).
@@ -157,7 +158,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=2000, help="documents in the index (default %(default)s)")
     parser.add_argument("--queries", type=int, default=50, help="SciFact test queries (default %(default)s)")
     parser.add_argument("--top-k", type=int, default=20, help="candidates reranked per query")
-    parser.add_argument("--rerank-max-length", type=int, default=512, help="cross-encoder max_length (bicross default)")
+    parser.add_argument("--rerank-max-length", type=int, default=256, help="cross-encoder max_length (bicross default)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="bicross bi-encoder dtype, also used to embed the documents once (default auto)")
     args = parser.parse_args()
