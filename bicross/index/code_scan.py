@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bicross.errors import InvalidInput
+from bicross.scoring.similarity import as_tensor
 from bicross.types import Similarity
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def float16_dot(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
     scores = torch.empty((len(queries), len(codes)), dtype=torch.float32)
     widened = torch.empty((min(_WIDEN_ROWS, len(codes)), codes.shape[1]), dtype=torch.float32)  # reused
     for start in range(0, len(codes), _WIDEN_ROWS):
-        part = _as_tensor(codes[start:start + _WIDEN_ROWS])  # (rows, dim) float16
+        part = as_tensor(codes[start:start + _WIDEN_ROWS])  # (rows, dim) float16
         block = widened[:len(part)].copy_(part)  # into a reused buffer: a fresh one per block costs page faults
         scores[:, start:start + len(part)] = query_tensor @ block.T
     return scores.numpy()
@@ -77,11 +78,11 @@ def decoded_squared_norms(codes: np.ndarray, offset: np.ndarray | None = None,
     norms = np.empty(len(codes), np.float32)
     widened = torch.empty((min(_WIDEN_ROWS, len(codes)), codes.shape[1]), dtype=torch.float32)  # reused
     for start in range(0, len(codes), _WIDEN_ROWS):
-        part = _as_tensor(codes[start:start + _WIDEN_ROWS])
+        part = as_tensor(codes[start:start + _WIDEN_ROWS])
         block = widened[:len(part)].copy_(part)  # (rows, dim)
         if step is not None:  # int8: decode in place
             assert offset is not None, "int8 codes decode with the calibration's offset and step"
-            block.add_(128.0).mul_(_as_tensor(step)).add_(_as_tensor(offset))
+            block.add_(128.0).mul_(as_tensor(step)).add_(as_tensor(offset))
         norms[start:start + len(part)] = block.square_().sum(dim=1).numpy()
     return norms
 
@@ -119,7 +120,7 @@ def int8_dot(folded: FoldedInt8Queries, codes: np.ndarray) -> np.ndarray:
     [[1.0, 257.0]]
     """
     scores = _int8_product(folded.codes, codes).float()  # (n_queries, rows), exact integers
-    scores.mul_(_as_tensor(folded.scale)[:, None]).add_(_as_tensor(folded.constant)[:, None])  # in place: one array
+    scores.mul_(as_tensor(folded.scale)[:, None]).add_(as_tensor(folded.constant)[:, None])  # in place: one array
     return scores.numpy()
 
 
@@ -128,7 +129,7 @@ def _int8_product(query_codes: np.ndarray, codes: np.ndarray) -> torch.Tensor:
     dimensions: 1,000 products of at most 127 x 128 sum below 2**24)."""
     import torch
 
-    left, right = _as_tensor(query_codes), _as_tensor(codes)
+    left, right = as_tensor(query_codes), as_tensor(codes)
     if hasattr(torch, "_int_mm"):
         try:
             return torch._int_mm(left, right.T)  # right.T is a view: no copy of the codes
@@ -178,16 +179,3 @@ def binary_scores(centred_queries: np.ndarray, codes: np.ndarray, dimension: int
         for position in range(width):
             block[query] += table[position][codes[:, position]]
     return block
-
-
-def _as_tensor(array: np.ndarray) -> torch.Tensor:
-    """A torch view of a block, without copying a read-only memory map (the kernels never write to it)."""
-    import torch
-
-    array = np.ascontiguousarray(array)
-    if array.flags.writeable:
-        return torch.from_numpy(array)
-    try:  # DLPack 1.x marks the array read-only, so torch shares it without from_numpy's warning
-        return torch.from_dlpack(array)
-    except BufferError:  # older numpy or torch: copy the block
-        return torch.from_numpy(array.copy())

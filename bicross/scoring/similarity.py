@@ -1,17 +1,24 @@
 """Vector similarity and exact top-k selection: pure array functions, no models, no I/O.
 
-Top-k selects with `torch.topk` (imported when first called): about 7x faster than numpy's argpartition on
-65,536 columns, the size of a scan chunk.
+Products and top-k run in torch (imported when first called), not numpy: torch.topk is about 7x faster than
+argpartition on 65,536 columns (a scan chunk), and a product in torch's thread pool, right after the query
+was encoded in that pool, took 0.5 ms where numpy's BLAS pool, waking up beside it, took 2.9 ms (one query
+against 2,000 rows, 2 cores).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bicross.errors import InvalidInput
 from bicross.types import Similarity
 
-__all__ = ["normalize_rows", "similarity_matrix", "top_k_rows"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["as_tensor", "normalize_rows", "similarity_matrix", "top_k_rows"]
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -38,13 +45,32 @@ def similarity_matrix(queries: np.ndarray, documents: np.ndarray, similarity: Si
             f"dimension mismatch: queries have {queries.shape[1]} dimensions, documents {documents.shape[1]}"
         )
     if similarity == "dot":
-        return queries @ documents.T
+        return _product(queries, documents)
     if similarity == "cosine":
-        return normalize_rows(queries) @ normalize_rows(documents).T
+        return _product(normalize_rows(queries), normalize_rows(documents))
     if similarity == "euclidean":
-        squared = (queries**2).sum(1)[:, None] - 2 * queries @ documents.T + (documents**2).sum(1)[None, :]
+        squared = (queries**2).sum(1)[:, None] - 2 * _product(queries, documents) + (documents**2).sum(1)[None, :]
         return -np.sqrt(np.maximum(squared, 0.0))
     raise InvalidInput(f"unknown similarity {similarity!r}; choose cosine, dot or euclidean")
+
+
+def _product(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """`queries @ documents.T` in torch, in the wider of the two dtypes (at least float32)."""
+    dtype = np.result_type(queries.dtype, documents.dtype, np.float32)
+    return (as_tensor(np.asarray(queries, dtype=dtype)) @ as_tensor(np.asarray(documents, dtype=dtype)).T).numpy()
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A torch view of an array, without copying a read-only memory map (callers never write to it)."""
+    import torch
+
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    try:  # DLPack 1.x marks the array read-only, so torch shares it without from_numpy's warning
+        return torch.from_dlpack(array)
+    except BufferError:  # older numpy or torch: copy the block
+        return torch.from_numpy(array.copy())
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +87,7 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, scores.shape[1])
     if k <= 0:
         return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), scores.dtype)
-    values, ids = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1, sorted=False)
+    values, ids = torch.topk(as_tensor(scores), k, dim=1, sorted=False)
     values, ids = values.numpy(), ids.numpy()
     order = np.lexsort((ids, -values), axis=1)  # best first, ties by column id
     return np.take_along_axis(ids, order, axis=1).astype(np.int64), np.take_along_axis(values, order, axis=1)

@@ -17,7 +17,7 @@ from bicross.index.code_scan import (
     similarity_from_dot,
 )
 from bicross.index.quantization import quantize
-from bicross.scoring.similarity import similarity_matrix
+from bicross.scoring.similarity import as_tensor, similarity_matrix
 
 # (queries, rows, dim): one query, one row, odd widths, and blocks smaller than any kernel tile
 SHAPES = [(1, 1, 1), (1, 3, 5), (3, 7, 5), (2, 33, 17), (5, 300, 384)]
@@ -106,5 +106,5 @@ def test_read_only_memory_maps_are_shared_without_a_warning(tmp_path):
     mapped = np.load(tmp_path / "codes.npy", mmap_mode="r")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        tensor = code_scan._as_tensor(mapped[1:])
+        tensor = as_tensor(mapped[1:])
     assert tensor.tolist() == [[4, 5, 6, 7], [8, 9, 10, 11]]
