@@ -21,3 +21,18 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *ar
         status = int(stop.code or 0)
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def spy_on_dense_knobs(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Record the query-time knobs (ef_search, nprobe, rescore_factor) of every `Collection.search_dense` call."""
+    from bicross.index.collection import Collection
+
+    seen: list[dict] = []
+    original = Collection.search_dense
+
+    def spy(self, queries, top_k, allowed=None, **knobs):
+        seen.append(knobs)
+        return original(self, queries, top_k, allowed, **knobs)
+
+    monkeypatch.setattr(Collection, "search_dense", spy)
+    return seen

@@ -158,3 +158,15 @@ def scifact_small(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory, m
     documents, queries, qrels = scifact_slice(scifact_dir)
     collection = Collection.build(tmp_path_factory.mktemp("scifact-small") / "index", documents, minilm_fast)
     return collection, queries, qrels
+
+
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """FAISS's OpenMP threads spin while waiting for a core; on a busy machine one thread is several times
+    faster for the tests' small indexes (and the suite's timing stays predictable)."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(previous)

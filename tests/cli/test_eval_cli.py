@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_runner import run
+from cli_runner import run, spy_on_dense_knobs
 from typer.testing import CliRunner
 
 from bicross.cli.app import app
@@ -92,14 +92,7 @@ def test_eval_passes_query_time_ann_knobs_to_every_dense_search(
     index = tmp_path / "index"
     Collection.build(index, load_documents(beir_folder / "corpus.jsonl"),
                      BiEncoder.load(str(tiny_encoder_path), dtype="float32"), ann=AnnConfig(kind="hnsw", ef_search=1))
-    seen: list[dict] = []
-    original = Collection.search_dense
-
-    def spy(self, queries, top_k, allowed=None, **knobs):
-        seen.append(knobs)
-        return original(self, queries, top_k, allowed, **knobs)
-
-    monkeypatch.setattr(Collection, "search_dense", spy)
+    seen = spy_on_dense_knobs(monkeypatch)
     arguments = ["eval", beir_folder, "--index", index, "--no-rerank", "--first-stage", "dense", "--json"]
     status, out, err = run(monkeypatch, capsys, *arguments, "--ef-search", "64", "--nprobe", "2", "--rescore-factor", "3")
     assert status == 0, err

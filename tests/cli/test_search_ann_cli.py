@@ -10,9 +10,8 @@ import json
 import random
 from pathlib import Path
 
-import faiss
 import pytest
-from cli_runner import run
+from cli_runner import run, spy_on_dense_knobs
 
 from bicross.encoders import BiEncoder
 from bicross.index.ann import AnnConfig
@@ -22,6 +21,9 @@ from bicross.types import Document
 WORDS = ("berlin paris city people population million live river vitamin cancer risk cell gene protein study "
          "patients blood heart weather nice today museum art capital france germany running quick brown fox dog").split()
 TOP_K = 10
+
+
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def random_texts(count: int, seed: int) -> list[str]:
@@ -36,15 +38,6 @@ BUILDS = {
     "ivf_flat": {"ann": AnnConfig(kind="ivf_flat", nlist=16, nprobe=1)},
     "binary": {"quantization": "binary"},
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread():
-    """FAISS's OpenMP workers only wait for a core on a busy machine; these indexes are tiny."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +139,7 @@ def test_search_help_tells_the_override_from_the_stored_default(monkeypatch: pyt
 
 def test_stored_default_is_used_without_the_option(built, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    seen: list[dict] = []
-    original = Collection.search_dense
-
-    def spy(self, queries, top_k, allowed=None, **knobs):
-        seen.append(knobs)
-        return original(self, queries, top_k, allowed, **knobs)
-
-    monkeypatch.setattr(Collection, "search_dense", spy)
+    seen = spy_on_dense_knobs(monkeypatch)
     status, _, err = run(monkeypatch, capsys, "search", built("hnsw"), "paris", "--no-rerank", "--first-stage", "dense")
     assert status == 0, err
     status, _, err = run(monkeypatch, capsys, "search", built("hnsw"), "paris", "--no-rerank", "--first-stage", "dense",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import pytest
 from synthetic_vectors import clustered_unit_vectors, recall_at_k
@@ -15,17 +14,7 @@ from bicross.index.dense import ExactDenseIndex
 ROWS, DIMENSION, TOP_K = 6_000, 384, 10
 
 
-
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread():
-    """FAISS's OpenMP threads spin while waiting for a core; on a busy machine one thread is several times
-    faster for these small indexes (and the timing of the suite stays predictable)."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 @pytest.fixture(scope="module")

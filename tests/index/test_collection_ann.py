@@ -8,7 +8,6 @@ import re
 import shutil
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 from cli_runner import run as run_cli
@@ -27,6 +26,9 @@ WORDS = ("the a of and to in is was for on with by berlin paris city people popu
          "how many what where who capital france germany running runs ran run quick brown fox dog jumps").split()
 
 
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+
+
 def random_texts(count: int, seed: int) -> list[str]:
     generator = random.Random(seed)
     return [" ".join(generator.choice(WORDS) for _ in range(generator.randint(4, 10))) for _ in range(count)]
@@ -35,15 +37,6 @@ def random_texts(count: int, seed: int) -> list[str]:
 DOCUMENTS = [Document(f"d{i:03d}", text, metadata={"even": i % 2 == 0}) for i, text in enumerate(random_texts(300, 0))]
 NEW = [Document("n1", "zebra crossing near the quokka island"), Document("n2", "walrus walrus walrus on ice")]
 QUERIES = random_texts(40, 1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread():
-    """FAISS's OpenMP workers only wait for a core on a busy machine; these indexes are tiny."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
