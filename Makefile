@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-DATA   ?= ../shared/data/scifact
+# DATA: a BEIR folder; empty = ../shared/data/scifact if present, else the Python standard library's docs
+DATA   ?=
 
 .PHONY: setup demo test lint clean
 

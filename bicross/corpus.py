@@ -1,7 +1,8 @@
 """Read a user's documents: BEIR corpus.jsonl, plain JSONL, CSV, or a folder of .txt/.md files.
 
 Every problem is reported with the file and line it comes from, and nothing is silently dropped:
-duplicate ids, empty texts and undecodable bytes are refused.
+duplicate ids, empty texts and undecodable bytes are refused. Files may be UTF-8 with or without a
+byte-order mark, or UTF-16/32 with one (`bicross.textfiles`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bicross.errors import InvalidInput
+from bicross.textfiles import iter_lines, read_text
 from bicross.types import Document
 
 __all__ = ["check_documents", "drop_empty", "load_documents", "read_documents"]
@@ -76,20 +78,8 @@ def check_documents(documents: Iterable[Document], source: str = "documents") ->
                            "(or skip them: --skip-empty / skip_empty=True)")
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise InvalidInput(
-                    f"{path}:{number}: bytes that are not UTF-8 at column {error.start + 1}; "
-                    "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-                ) from None
-
-
 def _read_jsonl(path: Path) -> Iterator[Document]:
-    for number, line in _read_lines(path):
+    for number, line in iter_lines(path, "corpus"):
         if not line.strip():
             continue
         try:
@@ -103,7 +93,7 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
 
 def _read_csv(path: Path) -> Iterator[Document]:
     tsv = path.suffix.lower() == ".tsv"
-    lines = (line for _, line in _read_lines(path))
+    lines = (line for _, line in iter_lines(path, "corpus", keep_ends=True))
     # TSV has no quoting: a text starting with '"' must not swallow the rows after it.
     reader = csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.DictReader(lines)
     for record in reader:
@@ -135,9 +125,6 @@ def _read_folder(folder: Path) -> Iterator[Document]:
     if not files:
         raise InvalidInput(f"folder {folder} has no .txt or .md files")
     for file in files:
-        try:
-            text = file.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidInput(f"{file}: bytes that are not UTF-8 at offset {error.start}; re-encode it as UTF-8") from None
+        text = read_text(file, "text file")
         relative = file.relative_to(folder).as_posix()
         yield Document(id=relative, text=text, title=file.stem.replace("_", " "), metadata={"path": relative})

@@ -85,7 +85,7 @@ def test_jsonl_line_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
 def test_latin1_bytes_are_refused_with_file_and_line(tmp_path: Path) -> None:
     corpus = tmp_path / "docs.jsonl"
     corpus.write_bytes('{"id": "a", "text": "fine"}\n{"id": "b", "text": "caf\u00e9"}\n'.encode("latin-1"))
-    with pytest.raises(InvalidInput, match="not UTF-8") as error:
+    with pytest.raises(InvalidInput, match="not valid UTF-8") as error:
         load_documents(corpus)
     assert f"{corpus}:2" in str(error.value)
 
@@ -93,7 +93,7 @@ def test_latin1_bytes_are_refused_with_file_and_line(tmp_path: Path) -> None:
 def test_latin1_text_file_in_folder_is_refused_naming_it(tmp_path: Path) -> None:
     (tmp_path / "good.txt").write_text("fine", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes("caf\u00e9".encode("latin-1"))
-    with pytest.raises(InvalidInput, match=r"bad\.txt: bytes that are not UTF-8"):
+    with pytest.raises(InvalidInput, match=r"bad\.txt:1: text file is not valid UTF-8"):
         load_documents(tmp_path)
 
 
@@ -186,3 +186,42 @@ def test_tsv_quotes_are_text_and_do_not_merge_rows(tmp_path: Path) -> None:
     corpus.write_text('id\ttext\na\t"quoted" word\nb\t"open quote\nc\tnext doc\n', encoding="utf-8")
     documents = load_documents(corpus)
     assert [(d.id, d.text) for d in documents] == [("a", '"quoted" word'), ("b", '"open quote'), ("c", "next doc")]
+
+
+BOM_CORPORA = {
+    "docs.jsonl": '{"id": "a", "text": "berlin city"}\n{"id": "b", "text": "vitamin d cancer"}\n',
+    "docs.csv": "id,text\r\na,berlin city\r\nb,\"vitamin d, cancer\"\r\n",  # what Excel's "CSV UTF-8" writes
+    "docs.tsv": "id\ttext\na\tberlin city\nb\tvitamin d cancer\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOM_CORPORA))
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_a_byte_order_mark_is_honoured_not_read_as_part_of_the_first_id(tmp_path: Path, name: str,
+                                                                        encoding: str) -> None:
+    # utf-8-sig, utf-16 and utf-32 write a byte-order mark; utf-16-be does not, so add the big-endian one.
+    data = BOM_CORPORA[name].encode(encoding)
+    (tmp_path / name).write_bytes(b"\xfe\xff" + data if encoding == "utf-16-be" else data)
+    documents = load_documents(tmp_path / name)
+    assert [d.id for d in documents] == ["a", "b"]
+    assert documents[1].text.replace(",", "") == "vitamin d cancer"
+
+
+def test_text_files_with_a_byte_order_mark_lose_the_mark(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes("\ufeffberlin city".encode())
+    (tmp_path / "b.md").write_bytes("# vitamin\r\nd".encode("utf-16"))
+    assert [d.text for d in load_documents(tmp_path)] == ["berlin city", "# vitamin\r\nd"]
+
+
+def test_utf16_without_a_byte_order_mark_is_refused_naming_it(tmp_path: Path) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_bytes('{"id": "a", "text": "berlin"}\n'.encode("utf-16-le"))
+    with pytest.raises(InvalidInput, match=r"docs\.jsonl:1: corpus holds NUL bytes: it looks like UTF-16 without"):
+        load_documents(corpus)
+
+
+def test_a_broken_utf16_file_names_its_encoding_and_line(tmp_path: Path) -> None:
+    corpus = tmp_path / "docs.tsv"
+    corpus.write_bytes("id\ttext\na\tberlin\n".encode("utf-16") + b"\x00\xd8")  # a lone surrogate at the end
+    with pytest.raises(InvalidInput, match=r"docs\.tsv:3: corpus is UTF-16 by its byte-order mark, but holds bytes"):
+        load_documents(corpus)

@@ -250,16 +250,26 @@ def evaluate_command(
 
 @app.command()
 def demo(
-    data: Annotated[Path, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv).")],
+    data: Annotated[Path | None, typer.Argument(
+        help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv). Default: ../shared/data/scifact if it "
+        "exists, else the Python standard library's docstrings (on every machine with Python).")] = None,
     index_dir: Annotated[Path | None, typer.Option("--index", "-i", help="Where to keep the index.")] = None,
-    queries: Annotated[int, typer.Option(help="How many test queries to show.")] = 3,
+    queries: Annotated[int, typer.Option(help="How many queries to show.")] = 4,
     top_k: TopK = 20,
     top_n: TopN = 5,
+    modules: Annotated[str | None, typer.Option(
+        "--modules", help="Standard-library corpus only: index just these top-level modules (comma-separated, "
+        "e.g. csv,json,subprocess) for a faster first run.")] = None,
 ) -> None:
-    """Index a BEIR collection (once) and show first-stage vs reranked results for a few of its queries."""
-    from bicross.cli.demo import run_demo
+    """Index a collection (once) and show first-stage vs reranked results for a few questions."""
+    from bicross.cli.demo import default_demo_data, run_demo
+    from bicross.errors import InvalidInput
 
-    run_demo(data, index_dir or Path(".bicross") / f"{data.resolve().name}-index", queries, top_k, top_n, console)
+    if modules and data is not None:
+        raise InvalidInput("--modules picks standard-library modules for the built-in corpus; leave it out with DATA")
+    data = data if data is not None else (None if modules else default_demo_data())
+    chosen = [name.strip() for name in modules.split(",") if name.strip()] if modules else None
+    run_demo(data, index_dir, queries, top_k, top_n, console, modules=chosen)
 
 
 @app.command()

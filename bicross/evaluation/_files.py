@@ -7,35 +7,19 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from bicross import textfiles
 from bicross.errors import InvalidInput
 
 
 def iter_lines(path: str | os.PathLike[str], what: str) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text without line ending) for each non-blank line of `path`.
 
-    `what` names the expected content ("TREC run file") for the error messages.
+    `what` names the expected content ("TREC run file") for the error messages. A byte-order mark (UTF-8,
+    or UTF-16/32 as Excel's "Unicode text" writes) is honoured, see `bicross.textfiles`.
     """
-    path = Path(path)
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise InvalidInput(f"{what} {str(path)!r} does not exist: check the path") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{what} {str(path)!r} is a directory: pass the file inside it") from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise InvalidInput(
-                    f"{path}:{number}: {what} is not valid UTF-8 (byte {raw[error.start]:#04x} at "
-                    f"column {error.start + 1}): re-encode the file as UTF-8"
-                ) from None
-            if number == 1:
-                text = text.removeprefix("\ufeff")  # a byte-order mark some editors add
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield number, text
+    for number, text in textfiles.iter_lines(path, what):
+        if text.strip():
+            yield number, text
 
 
 def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> None:

@@ -34,8 +34,10 @@ _VERSION = 1
 class ScoreCache:
     """An LRU map from (query, document text) to a score."""
 
-    def __init__(self, max_entries: int = 1_000_000) -> None:
+    def __init__(self, max_entries: int = 1_000_000, clock: Callable[[], float] = time.perf_counter) -> None:
+        """`clock` times the scorer (seconds); tests pass a fake one so costs do not depend on the machine."""
         self.max_entries = max_entries
+        self._clock = clock
         self._scores: OrderedDict[tuple[str, bytes], tuple[float, float]] = OrderedDict()  # score, seconds
         self.hits = 0
         self.misses = 0
@@ -64,9 +66,9 @@ class ScoreCache:
         self.hits += len(keys) - len(missing)
         fresh: dict[tuple[str, bytes], tuple[float, float]] = {}
         if missing:
-            started = time.perf_counter()
+            started = self._clock()
             new_scores = scorer([pairs[position] for position in missing.values()])
-            cost = (time.perf_counter() - started) / len(missing)
+            cost = (self._clock() - started) / len(missing)
             fresh = {key: (float(score), cost) for key, score in zip(missing, new_scores, strict=True)}
         result = np.empty(len(keys), dtype=np.float32)
         for position, key in enumerate(keys):

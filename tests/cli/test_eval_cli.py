@@ -51,7 +51,7 @@ def test_eval_writes_the_report_folder(beir_folder: Path, tiny_encoder_path: Pat
          "--model", str(tiny_encoder_path), "--reranker", str(tiny_cross_encoder_path),
          "--first-stage", "bm25", "--first-stage", "dense", "--rerank-top-k", "3", "--rerank-top-k", "5",
          "--exhaustive-sample", "2", "--per-query-latency", "--cold"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+        capture_output=True, text=True, timeout=1800, env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     assert (index / "manifest.json").is_file()  # built on the way
     names = ["bm25", "bm25 + rerank top 3 (z-fused w=2.5)", "bm25 + rerank top 5 (z-fused w=2.5)", "dense",

@@ -71,6 +71,6 @@ def test_plotting_leaves_no_global_matplotlib_state(tmp_path: Path) -> None:
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
         "assert dict.__getitem__(matplotlib.rcParams, 'backend') is backend, 'the global backend was switched'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

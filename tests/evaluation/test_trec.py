@@ -229,3 +229,13 @@ def test_load_beir_split_on_shared_collections(shared_data):
     assert set(queries) == set(qrels)
     assert {relevance for judgments in qrels.values() for relevance in judgments.values()} == {
         1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_queries_qrels_and_runs_saved_with_a_byte_order_mark_read_as_utf8_ones(tmp_path, encoding):
+    queries = _write(tmp_path / "queries.jsonl", '{"_id": "q1", "text": "café"}\n'.encode(encoding))
+    qrels = _write(tmp_path / "test.tsv", "query-id\tcorpus-id\tscore\r\nq1\td1\t2\r\n".encode(encoding))
+    run = _write(tmp_path / "run.trec", "q1 Q0 d1 1 3.5 bicross\n".encode(encoding))
+    assert read_beir_queries(queries) == {"q1": "café"}
+    assert read_beir_qrels(qrels) == {"q1": {"d1": 2}}
+    assert read_trec_run(run) == {"q1": {"d1": 3.5}}

@@ -7,6 +7,10 @@ documents of some generation, include every commit the writer reported, and sear
 
 The writer embeds with the tiny model's vectors, computed here and handed over in a file, so it starts
 without importing torch (a few tenths of a second instead of five): the commits it makes are the real ones.
+
+No outcome here depends on the machine's speed: kills, pauses and reader checks are tied to the writer's own
+progress (the commit steps of `store._step_hook`, its "committed" reports, or lines the test sends it), never
+to a sleep, and a writer that runs out of plan waits for the test instead of exiting.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,20 +65,24 @@ class ReplayEncoder:
         return SimpleNamespace(embeddings=np.stack([vectors[text] for text in texts]), truncated=0)
 
 
-if action != "-":  # "kill:STEP#N" or "pause:STEP#N": at the Nth time the commit reaches STEP
-    what, _, point = action.partition(":")
-    name, _, nth = point.partition("#")
-    seen = [0]
+# action: "-" (run the plan), "step" (wait for a line on stdin before each commit), or
+# "kill:STEP#N" / "pause:STEP#N" (at the Nth time a commit reaches STEP), optionally "@C" (counting only
+# from the writer's C-th commit of this run on: "kill:file-staged#2@3").
+what, _, point = action.partition(":")
+point, _, from_commit = point.partition("@")
+name, _, nth = point.partition("#")
+seen, done = [0], [0]
 
-    def hook(step):
-        if step == name:
-            seen[0] += 1
-            if seen[0] == int(nth or 1):
-                if what == "pause":
-                    print("paused", flush=True)
-                    time.sleep(60)
-                os.kill(os.getpid(), signal.SIGKILL)
+def hook(step):
+    if step == name and done[0] + 1 >= int(from_commit or 1):
+        seen[0] += 1
+        if seen[0] == int(nth or 1):
+            if what == "pause":
+                print("paused", flush=True)
+                time.sleep(600)
+            os.kill(os.getpid(), signal.SIGKILL)
 
+if what in ("kill", "pause"):
     store._step_hook = hook
 
 collection_module.MAX_SEGMENTS = 4  # as the test's plan expects: some adds compact by themselves
@@ -84,6 +91,8 @@ encoder = ReplayEncoder(collection.manifest)
 step = collection.manifest["generation"]  # generation g holds plan steps 1..g-1
 print("ready", step, flush=True)
 while step <= int(last_step):
+    if what == "step" and not sys.stdin.readline():
+        break
     operation = plan[step - 1]
     if operation["kind"] == "add":
         collection.add([Document(doc_id, text) for doc_id, text in operation["documents"]], encoder)
@@ -92,7 +101,10 @@ while step <= int(last_step):
     else:
         assert collection.compact()
     print("committed", step, flush=True)
+    done[0] += 1
     step += 1
+print("finished", flush=True)
+sys.stdin.readline()  # stay alive until the test closes stdin (or kills us): the test decides when we end
 """
 
 
@@ -137,7 +149,7 @@ class Scenario:
     def start(self, action: str = "-", last_step: int = STEPS) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(self.folder), str(self.files["table"]), str(self.files["plan"]), action,
-             str(last_step)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             str(last_step)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready = process.stdout.readline()  # type: ignore[union-attr]
         assert ready.startswith("ready"), process.communicate()[1]
         return process
@@ -195,30 +207,52 @@ def test_writer_killed_at_each_step_of_a_commit_leaves_the_old_or_the_new_state(
     generation = scenario.check()
     for point, survives in KILL_POINTS:  # each over the leftovers of the kills before it
         writer = scenario.start(f"kill:{point}")
-        _, errors = writer.communicate(timeout=60)
+        _, errors = writer.communicate(timeout=600)
         assert writer.returncode == -signal.SIGKILL, f"{point} never reached: {errors}"
         after = scenario.check()
         assert after == generation + survives, point
         generation = after
     writer = scenario.start(last_step=generation + 2)  # the next writer finishes and sweeps the leftovers
-    _, errors = writer.communicate(timeout=60)
+    _, errors = writer.communicate(timeout=600)
     assert writer.returncode == 0, errors
     assert scenario.check() == generation + 3
     leftovers = [p.name for p in scenario.folder.iterdir() if p.name.startswith((".bicross-staging", ".manifest"))]
     assert leftovers == []
 
 
+COMMIT_STEPS = [point.partition("#")[0] for point, _ in KILL_POINTS]
+
+
+def _reported(lines: list[str]) -> list[int]:
+    return [int(line.split()[1]) for line in lines if line.startswith("committed")]
+
+
 def test_writer_killed_at_random_moments_never_loses_a_reported_commit(scenario: Scenario) -> None:
+    """Kill points come from the writer's own progress, never from a clock, so every round kills a working writer.
+
+    Even rounds: the writer kills itself at a random step of a random commit (its 2nd to 4th of the round, at
+    the 1st to 3rd time that commit reaches the step). Odd rounds: the test kills it as soon as it has read
+    the writer's report of its 1st to 3rd commit, while the next commit runs (or, on a very fast machine, once
+    it has finished: the writer then waits for the test, so it is still killed, never exits by itself).
+    """
     rng = random.Random(7)
     generation, killed, mid_commit = scenario.check(), 0, 0
-    for _ in range(10):
-        writer = scenario.start()
-        first = writer.stdout.readline()  # type: ignore[union-attr]
-        time.sleep(rng.uniform(0.0, 0.35))  # a commit takes ~0.1 s: most kills land inside one
-        writer.send_signal(signal.SIGKILL)
-        output, errors = writer.communicate(timeout=60)
+    for round_number in range(10):
+        if round_number % 2 == 0:
+            action = f"kill:{rng.choice(COMMIT_STEPS)}#{rng.randint(1, 3)}@{rng.randint(2, 4)}"
+            writer = scenario.start(action, last_step=generation + 40)
+            output, errors = writer.communicate(timeout=600)
+            lines = output.splitlines()
+        else:
+            writer, lines, reports = scenario.start(last_step=generation + 40), [], rng.randint(1, 3)
+            while len(_reported(lines)) < reports and (line := writer.stdout.readline()):  # type: ignore[union-attr]
+                lines.append(line)
+            writer.send_signal(signal.SIGKILL)
+            output, errors = writer.communicate(timeout=600)
+            lines += output.splitlines()
+        assert "finished" not in lines or round_number % 2, (action, errors)  # a self-kill always lands
         killed += writer.returncode == -signal.SIGKILL
-        reported = [int(line.split()[1]) for line in [first, *output.splitlines()] if line.startswith("committed")]
+        reported = _reported(lines)
         last_reported = reported[-1] if reported else generation - 1
         after = scenario.check()
         # every commit the writer reported is there, plus at most the one it was killed right after
@@ -230,14 +264,23 @@ def test_writer_killed_at_random_moments_never_loses_a_reported_commit(scenario:
 
 
 def test_readers_racing_a_writer_always_see_a_committed_state(scenario: Scenario) -> None:
+    """The writer commits one step per line the test sends; the test checks the folder while each commit runs
+    and again once it is reported, so the reader sees every generation whatever the machine's speed."""
     snapshot = Collection.open(scenario.folder)
-    writer = scenario.start(last_step=scenario.check() + 14)
+    writer = scenario.start("step", last_step=scenario.check() + 14)
     seen = set()
-    while writer.poll() is None:
-        seen.add(scenario.check())  # open + verify checksums + compare with the plan, while commits land
-    _, errors = writer.communicate(timeout=60)
+    for _ in range(14):
+        writer.stdin.write("go\n")  # type: ignore[union-attr]
+        writer.stdin.flush()  # type: ignore[union-attr]
+        seen.add(scenario.check())  # open + verify checksums + compare with the plan, racing the commit
+        reported = writer.stdout.readline()  # type: ignore[union-attr]
+        assert reported.startswith("committed"), writer.communicate(timeout=600)[1]
+        generation = scenario.check()
+        assert generation == int(reported.split()[1]) + 1
+        seen.add(generation)
+    _, errors = writer.communicate(timeout=600)
     assert writer.returncode == 0, errors
-    assert len(seen) >= 3
+    assert seen >= set(range(2, 16))
     # a reader opened before all those commits still searches its own generation: its files stayed mapped
     assert scenario.check(snapshot) == 1
     assert snapshot.bm25.search("museum", top_k=3)[0].size >= 0
@@ -254,7 +297,7 @@ def test_paused_commit_is_invisible_to_readers_and_blocks_a_second_writer(scenar
             Collection.open(scenario.folder).add([Document("x", "berlin")], encoder)
     finally:
         writer.kill()
-        writer.communicate(timeout=60)
+        writer.communicate(timeout=600)
     assert scenario.check() == 1
 
 

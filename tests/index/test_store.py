@@ -187,7 +187,7 @@ except IndexLocked as error:
 
 def _lock_from_another_process(folder: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", _TRY_LOCK, str(folder)], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=600)
 
 
 def test_write_lock_refuses_a_second_process(tmp_path: Path) -> None:
