@@ -317,7 +317,8 @@ def _print_manifest(manifest: dict, folder: Path) -> None:
     memory = memory_per_document(manifest)
     console.print(f"dense search: {describe_searcher(manifest)}")
     bm25 = manifest.get("bm25", {})
-    console.print(f"BM25: stopwords {bm25.get('stopwords') or 'none'}, stemmer {bm25.get('stemmer') or 'none'}")
+    console.print(f"BM25: stopwords {bm25.get('stopwords') or 'none'}, stemmer {bm25.get('stemmer') or 'none'}, "
+                  f"CJK {bm25.get('cjk', 'none (built before bicross analysed CJK: rebuild to get bigrams)')}")
     console.print("bytes per document: " + " + ".join(f"{size:,.0f} {part}" for part, size in memory.items())
                   + f" = {sum(memory.values()):,.0f}")
 

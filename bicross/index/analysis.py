@@ -18,10 +18,18 @@ from bicross.errors import MissingExtra
 if TYPE_CHECKING:
     from bicross.index.bm25 import Bm25Config
 
-__all__ = ["LANGUAGES", "STOPWORD_LISTS", "WORD_PATTERN", "Analyzer", "detect_language", "import_bm25s",
-           "import_stemmer", "stopword_set"]
+__all__ = ["CJK_CHARACTERS", "LANGUAGES", "STOPWORD_LISTS", "WORD_PATTERN", "Analyzer", "cjk_terms", "detect_language",
+           "import_bm25s", "import_stemmer", "stopword_set"]
 
 WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+# Scripts written without spaces between words, analysed as overlapping character bigrams (as Lucene's
+# CJKAnalyzer does): Han (CJK unified ideographs, extension A, compatibility), Hiragana, Katakana (full and
+# half width) and Hangul (syllables and jamo; Korean has spaces, but bigrams also match inside its words).
+CJK_CHARACTERS = ("\u1100-\u11ff\u3040-\u309f\u30a0-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
+                  "\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f")
+# A run of CJK characters, or a word of 2+ other word characters: on text without CJK this is WORD_PATTERN.
+_CJK_OR_WORD = re.compile(rf"[{CJK_CHARACTERS}]+|[^\W{CJK_CHARACTERS}]{{2,}}")
+_CJK_RUN = re.compile(rf"[{CJK_CHARACTERS}]+")
 # Stopword lists shipped by bm25s, by ISO code and by English name.
 STOPWORD_LISTS = {
     code: constant
@@ -123,24 +131,48 @@ def detect_language(texts: Sequence[str], sample: int = 500) -> str | None:
     return best if prose_hits >= _MIN_PROSE_SHARE * total else None
 
 
+def cjk_terms(text: str, lowercase: bool = True) -> list[str]:
+    """Words of 2+ characters, with every run of CJK characters cut into overlapping bigrams (a lone one kept).
+
+    Chinese and Japanese put no spaces between words, so splitting on spaces makes a whole sentence one
+    "word" that no query matches. Bigrams need no dictionary and match any word of two or more characters,
+    the approach of Lucene's CJK analyzer; mixed-script text keeps its other words as they are.
+
+    >>> cjk_terms("维生素D可以降低癌症的风险")
+    ['维生', '生素', '可以', '以降', '降低', '低癌', '癌症', '症的', '的风', '风险']
+    >>> cjk_terms("用Python读取CSV文件"), cjk_terms("東京 is big")
+    (['用', 'python', '读取', 'csv', '文件'], ['東京', 'is', 'big'])
+    """
+    terms: list[str] = []
+    for token in _CJK_OR_WORD.findall(text.lower() if lowercase else text):
+        if _CJK_RUN.fullmatch(token):
+            terms.extend([token] if len(token) == 1 else [token[i:i + 2] for i in range(len(token) - 1)])
+        else:
+            terms.append(token)
+    return terms
+
+
 class Analyzer:
-    """Text -> BM25 terms: lowercase, split into words, drop stopwords, stem. The same for build and query."""
+    """Text -> BM25 terms: lowercase, split into words (CJK runs into bigrams), drop stopwords, stem.
+
+    The same for build and query. `config.cjk == "none"` keeps the analysis of folders built before bicross
+    knew CJK scripts (a CJK run stays one word), so they search as they always did.
+    """
 
     def __init__(self, config: Bm25Config) -> None:
         self._lowercase = config.lowercase
         self._stopwords: frozenset[str] = frozenset() if config.stopwords is None else stopword_set(config.stopwords)
         self._stemmer = None if config.stemmer is None else import_stemmer().Stemmer(config.stemmer)
+        self._cjk_bigrams = config.cjk == "bigrams"
+
+    def _split(self, text: str) -> list[str]:
+        if self._cjk_bigrams:
+            return cjk_terms(text, self._lowercase)
+        return WORD_PATTERN.findall(text.lower() if self._lowercase else text)
 
     def __call__(self, texts: Sequence[str]) -> list[list[str]]:
         """Terms of each text, in text order, duplicates kept (term frequency matters)."""
-        words = [
-            [
-                word
-                for word in WORD_PATTERN.findall(text.lower() if self._lowercase else text)
-                if word not in self._stopwords
-            ]
-            for text in texts
-        ]
+        words = [[word for word in self._split(text) if word not in self._stopwords] for text in texts]
         if self._stemmer is None:
             return words
         # Stem each distinct word once: a corpus has far fewer distinct words than tokens.

@@ -2,7 +2,8 @@
 
 Scoring is bm25s' eager sparse BM25 (the score of every (document, term) pair is computed at build time,
 so a query is a sum of a few sparse columns). Tokenization is ours, applied identically to documents and
-queries: lowercase -> words of 2+ word characters (scikit-learn's pattern, as bm25s.tokenize) -> drop
+queries: lowercase -> words of 2+ word characters (scikit-learn's pattern, as bm25s.tokenize; runs of Chinese,
+Japanese or Korean characters become overlapping character bigrams, `analysis.cjk_terms`) -> drop
 stopwords (bm25s' lists) -> Snowball stem (PyStemmer). We build the vocabulary ourselves, in first-seen
 order, so the same texts always give byte-identical files (bm25s' own tokenizer orders it by set hashing).
 
@@ -43,7 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["Bm25Config", "Bm25Index", "Bm25Method"]
 
 Bm25Method = Literal["lucene", "robertson", "atire"]
+CjkAnalysis = Literal["bigrams", "none"]
 _METHODS = ("lucene", "robertson", "atire")
+_CJK = ("bigrams", "none")
 _FORMAT = "bicross-bm25"
 _FORMAT_VERSION = 1
 _CONFIG_FILE = "bm25_config.json"
@@ -68,6 +71,9 @@ class Bm25Config:
         b: document-length normalization, 0 (none) to 1 (full).
         method: BM25 variant as bm25s names it; "lucene" never gives a matching term a zero idf.
         lowercase: lowercase texts before splitting (stopword lists are lowercase).
+        cjk: "bigrams" cuts runs of Chinese, Japanese and Korean characters into overlapping bigrams
+            (`analysis.cjk_terms`); "none" keeps a run as one word, the analysis of folders built before
+            bicross recorded this choice (`from_dict` reads a missing value as "none").
     """
 
     stopwords: str | None = None
@@ -76,6 +82,7 @@ class Bm25Config:
     b: float = 0.75
     method: Bm25Method = "lucene"
     lowercase: bool = True
+    cjk: CjkAnalysis = "bigrams"
 
     def __post_init__(self) -> None:
         if self.stopwords is not None and self.stopwords not in STOPWORD_LISTS:
@@ -98,6 +105,8 @@ class Bm25Config:
             )
         if not isinstance(self.lowercase, bool):
             raise InvalidInput(f"lowercase must be True or False, got {self.lowercase!r}")
+        if self.cjk not in _CJK:
+            raise InvalidInput(f"cjk must be one of {_CJK} ('bigrams' is the default), got {self.cjk!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, for the index's config file."""
@@ -119,11 +128,17 @@ class Bm25Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Bm25Config:
-        """Inverse of `to_dict`; unknown keys are an error rather than silently ignored."""
+        """Inverse of `to_dict`; unknown keys are an error rather than silently ignored.
+
+        A config saved before the `cjk` field existed analysed CJK runs as single words: it reads as "none".
+
+        >>> Bm25Config.from_dict({"k1": 1.5}).cjk, Bm25Config().cjk
+        ('none', 'bigrams')
+        """
         unknown = set(values) - {field.name for field in fields(cls)}
         if unknown:
             raise InvalidInput(f"unknown Bm25Config fields {sorted(unknown)}")
-        return cls(**values)
+        return cls(**{"cjk": "none", **values})
 
 
 class Bm25Index:

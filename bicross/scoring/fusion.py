@@ -132,7 +132,9 @@ def weighted_score_fusion(
     """Fuse lists by a weighted sum of per-list normalized scores.
 
     A document missing from a list gets that list's normalized minimum (0 for min-max): absence counts
-    as "as bad as the worst retrieved", never as a bonus or a NaN. An empty list contributes nothing.
+    as "as bad as the worst retrieved", never as a bonus or a NaN. An empty list contributes nothing. A
+    list whose scores are all equal (a single BM25 match) is normalized as if the documents it lacks were
+    in it with score 0, so its documents stand above the rest instead of vanishing into the floor.
     Weights are used as given (not rescaled to sum to 1).
 
     Args:
@@ -150,6 +152,9 @@ def weighted_score_fusion(
     [3, 7, 5, 8]
     >>> scores
     array([0.8125, 0.5   , 0.    , 0.    ], dtype=float32)
+    >>> lone = (np.array([9]), np.array([3.2], dtype=np.float32))  # the only keyword match
+    >>> weighted_score_fusion([lone, dense], weights=[0.5, 0.5], method="zscore")[0].tolist()
+    [9, 3, 8]
     """
     checked = [_check_ranked_list(ranked, position) for position, ranked in enumerate(lists)]
     if weights is None:
@@ -164,6 +169,12 @@ def weighted_score_fusion(
             continue
         normalized = normalize_scores(scores, method).astype(np.float64)
         floor = normalized.min()
+        if normalized.max() == floor and ids.size < unique_ids.size:
+            # Equal scores (e.g. the one document sharing a word with the query) normalize to the floor, as if
+            # the list had said nothing. It said "these match, the others score 0" (what BM25 gives a document
+            # without a query word): normalize that, the listed documents against zeros for the absent ones.
+            padded = normalize_scores(np.r_[np.ones(ids.size), np.zeros(unique_ids.size - ids.size)], method)
+            normalized, floor = np.full(ids.size, padded[0], dtype=np.float64), float(padded[-1])
         # Everyone starts at the list's floor; the documents the list holds add their excess over it.
         fused += weight * floor
         fused[np.searchsorted(unique_ids, ids)] += weight * (normalized - floor)

@@ -131,11 +131,13 @@ def test_weighted_fusion_with_zscore_fills_missing_with_the_lowest_zscore() -> N
     np.testing.assert_allclose(scores, [expected[doc] for doc in ids.tolist()], rtol=1e-5)
 
 
-def test_weighted_fusion_constant_and_empty_lists_add_nothing() -> None:
-    constant = ranked([5, 8], [2.0, 2.0])
+def test_weighted_fusion_constant_lists_lift_their_documents_and_empty_lists_add_nothing() -> None:
+    constant = ranked([5, 8], [2.0, 2.0])  # min-max of [2, 2, 0, 0] over the union: 1 for 5 and 8
     ids, scores = weighted_score_fusion([BM25, constant, ranked([], [])], weights=[1.0, 1.0, 1.0])
-    assert ids.tolist() == [7, 3, 5, 8]
-    np.testing.assert_allclose(scores, [1.0, 0.625, 0.0, 0.0])
+    assert ids.tolist() == [5, 7, 8, 3]  # ties (1.0) by ascending id
+    np.testing.assert_allclose(scores, [1.0, 1.0, 1.0, 0.625])
+    ids, scores = weighted_score_fusion([BM25, ranked([], [])], weights=[1.0, 1.0])
+    assert ids.tolist() == [7, 3, 5] and scores.tolist() == [1.0, 0.625, 0.0]
 
 
 def test_weighted_fusion_does_not_modify_its_inputs() -> None:
@@ -172,3 +174,21 @@ def test_interpolate_rejects_misaligned_arrays_and_bad_weight() -> None:
         interpolate([1.0, 2.0], [1.0, 2.0, 3.0], 1.0)
     with pytest.raises(InvalidInput, match="weight"):
         interpolate([1.0, 2.0], [1.0, 2.0], float("nan"))
+
+
+@pytest.mark.parametrize("method", ["minmax", "zscore"])
+def test_a_lone_keyword_match_is_not_fused_away(method: str) -> None:
+    """BM25 finding one document (or several tied) is evidence: it must beat documents BM25 did not find."""
+    dense = (np.array([1, 2, 3]), np.array([0.50, 0.49, 0.48], dtype=np.float32))
+    lone = (np.array([2]), np.array([7.5], dtype=np.float32))
+    ids, scores = weighted_score_fusion([lone, dense], weights=[0.5, 0.5], method=method)
+    assert ids[0] == 2, (ids, scores)
+    if method == "zscore":  # z of [1, 0, 0]: sqrt(2) for the match, -sqrt(1/2) for the others
+        assert scores.tolist() == pytest.approx([0.5 * (2 ** 0.5 + 0.0), 0.5 * (-(0.5 ** 0.5) + 1.2247449),
+                                                 0.5 * (-(0.5 ** 0.5) - 1.2247449)], abs=1e-5)
+    ten = (np.arange(10), np.linspace(0.9, 0.5, 10).astype(np.float32))
+    last = (np.array([9]), np.array([4.0], dtype=np.float32))  # dense's last of ten, the only keyword match
+    ids, scores = weighted_score_fusion([last, ten], weights=[0.5, 0.5], method=method)
+    assert ids[0] == 9 if method == "zscore" else scores[ids.tolist().index(9)] == scores[0]  # min-max: tied top
+    everyone = (np.array([1, 2, 3]), np.array([4.0, 4.0, 4.0], dtype=np.float32))  # says nothing: dense decides
+    assert weighted_score_fusion([everyone, dense], weights=[0.5, 0.5], method=method)[0].tolist() == [1, 2, 3]
