@@ -1,4 +1,4 @@
-"""`bicross index | add | delete | search | rerank | eval | info`: thin wrappers over the library."""
+"""`bicross index | add | delete | search | rerank | eval | train | mine | info`: thin wrappers over the library."""
 
 from __future__ import annotations
 
@@ -273,6 +273,57 @@ def demo(
 
 
 @app.command()
+def train(
+    kind: Annotated[str, typer.Argument(help="bi-encoder | cross-encoder")],
+    data: Annotated[Path, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv).")],
+    base: Annotated[str, typer.Option("--base", help="Model to fine-tune: hub id or folder (a cross-encoder may "
+                                      "start from cross-encoder/ms-marco-MiniLM-L-12-v2-pytorch).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: mined negatives, checkpoints, log, model/.")],
+    index_dir: Annotated[Path | None, typer.Option("--index", "-i", help="Collection to mine from (default: "
+                                                   "built from DATA with the base bi-encoder, once).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these settings.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training examples (default 3).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 32).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the dev split, order and initialisation.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 (autocast).")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="GradCache rows per forward pass (0: whole batch).")] = None,
+    negatives_per_example: Annotated[int | None, typer.Option(help="Mined negatives per example (default 1).")] = None,
+    guard: Annotated[bool | None, typer.Option("--guard/--no-guard", help="Drop likely false negatives.")] = None,
+) -> None:
+    """Fine-tune a bi-encoder or cross-encoder on a BEIR collection's train split (dev held out, test untouched)."""
+    from bicross.cli.training import load_recipe, run_train
+
+    options = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+               "dtype": dtype, "chunk_size": chunk_size, "negatives_per_example": negatives_per_example, "guard": guard}
+    run_train(kind, data, base, out, load_recipe(config, options), index_dir, console)
+
+
+@app.command()
+def mine(
+    data: Annotated[Path, typer.Argument(help="BEIR folder whose judged queries get negatives.")],
+    index_dir: IndexOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write (appended; a rerun resumes).")],
+    split: Annotated[str, typer.Option(help="qrels split.")] = "train",
+    first_stage: Annotated[str, typer.Option("--first-stage", help="bm25 | dense | hybrid")] = "hybrid",
+    skip: Annotated[int, typer.Option(help="Ranks to skip at the top.")] = 0,
+    depth: Annotated[int, typer.Option(help="Take candidates from ranks [skip, depth).")] = 30,
+    count: Annotated[int, typer.Option(help="Negatives per (query, positive).")] = 3,
+    sampling: Annotated[str, typer.Option(help="top | random (seeded) within the window.")] = "top",
+    teacher: Annotated[str | None, typer.Option(help="Cross-encoder for the false-negative guard.")] = None,
+    guard_margin: Annotated[float, typer.Option(help="Drop a candidate if z(candidate) >= z(weakest positive) - "
+                                                "margin (teacher scores, z over the query's list).")] = 0.5,
+) -> None:
+    """Mine hard negatives from a collection's first stage, optionally guarded by a teacher cross-encoder."""
+    from bicross.cli.training import run_mine
+    from bicross.training.mining import MiningConfig
+
+    config = MiningConfig(first_stage=first_stage, skip=skip, depth=depth, count=count, sampling=sampling,  # type: ignore[arg-type]
+                          guard_margin=guard_margin)
+    run_mine(data, index_dir, out, config, teacher, split, console)
+
+
+@app.command()
 def info(
     index_dir: Annotated[Path, typer.Argument(help="Collection folder.")],
     recall_sample: Annotated[int, typer.Option(
@@ -341,7 +392,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except BicrossError as error:
-        errors.print(f"[red]error:[/] {error}")
+        from rich.markup import escape
+
+        errors.print(f"[red]error:[/] {escape(str(error))}")  # a message may hold [brackets] rich would eat
         sys.exit(2)
     except (typer.Exit, typer.Abort) as stop:
         sys.exit(getattr(stop, "exit_code", 1))

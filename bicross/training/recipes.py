@@ -1,0 +1,259 @@
+"""The training recipes behind `bicross train`: from a BEIR folder to a fine-tuned model, every step resumable.
+
+Bi-encoder: train split -> a dev part held out (seeded) -> the base model's collection (built once, or
+the user's `--index`) -> hard negatives mined from its hybrid first stage, guarded against false negatives
+by the packaged cross-encoder -> InfoNCE over in-batch and mined negatives (GradCache when the batch is
+split in chunks) -> dev nDCG@10 after each epoch by dense retrieval over a dev pool (the dev queries'
+first-stage top `dev_depth` plus their positives, so an evaluation costs a pool, not the corpus) -> the
+best epoch saved in the sentence-transformers format with a model card.
+Cross-encoder: the same data and negatives -> listwise softmax cross-entropy over [positive, negatives]
+-> dev nDCG@10 of reranking the dev queries' first-stage top `dev_depth` by the model's order alone.
+The test split is never read here: test numbers come from `bicross eval` on the saved model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from bicross.errors import InvalidInput
+from bicross.training.data import ContrastiveExample, JudgedQuery, load_beir_training, read_contrastive_jsonl, split_dev
+from bicross.training.mining import MiningConfig, MiningReport, mine_hard_negatives
+from bicross.training.models import TrainableBiEncoder, TrainableCrossEncoder
+from bicross.training.trainer import TrainConfig, Trainer, TrainResult
+
+__all__ = ["Recipe", "RecipeResult", "live_bi_encoder", "live_cross_encoder", "train_model"]
+
+Kind = Literal["bi-encoder", "cross-encoder"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a run depends on besides the data: the defaults are the measured recipe."""
+
+    train: TrainConfig = TrainConfig(epochs=3, batch_size=32, learning_rate=2e-5)
+    mining: MiningConfig = MiningConfig(count=1, guard_pool=8)
+    guard: bool = True  # drop mined candidates the teacher judges about as relevant as a positive
+    teacher: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+    first_stage_model: str = "sentence-transformers/all-MiniLM-L6-v2"  # a cross-encoder's candidates come from it
+    split: str = "train"
+    dev_fraction: float = 0.1
+    dev_depth: int = 20
+    temperature: float = 0.05
+    chunk_size: int = 0  # GradCache rows per forward pass; 0 = the whole batch at once
+    max_length: int = 256
+    negatives_per_example: int = 1
+
+
+@dataclass(frozen=True)
+class RecipeResult:
+    """Where the model went, what training and mining did, and the dev metric before and after."""
+
+    model: Path
+    train: TrainResult
+    mining: MiningReport | None
+    dev_before: dict[str, float]
+    dev_after: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe: Recipe = Recipe(),
+                index: str | Path | None = None, command: str = "", show_progress: bool = True) -> RecipeResult:
+    """Run the recipe; a rerun with the same `out` resumes where the last one stopped."""
+    from bicross.encoders import BiEncoder
+    from bicross.index.collection import Collection
+    from bicross.rerankers import CrossEncoder
+
+    data, out = Path(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    queries, documents = load_beir_training(data, recipe.split)
+    train_queries, dev_queries = split_dev(queries, recipe.dev_fraction, recipe.train.seed)
+    if index is not None:
+        collection = Collection.open(index)
+        first_encoder = BiEncoder.load(collection.manifest["model"]["name"])
+    else:
+        first_encoder = BiEncoder.load(base if kind == "bi-encoder" else recipe.first_stage_model)
+        collection = _collection(out / "base-index", documents, first_encoder, show_progress)
+    teacher = CrossEncoder.load(recipe.teacher, max_length=recipe.max_length) if recipe.guard else None
+    report = None
+    if not (out / "negatives.done").is_file():
+        report = mine_hard_negatives(collection, first_encoder, train_queries, out / "negatives.jsonl", recipe.mining,
+                                     teacher, show_progress)
+        (out / "negatives.done").write_text(json.dumps(asdict(report)) + "\n")
+    examples = _with_negatives(read_contrastive_jsonl(out / "negatives.jsonl"), recipe.negatives_per_example)
+    dev_pool = _dev_pool(collection, first_encoder, dev_queries, recipe.dev_depth)
+    if kind == "bi-encoder":
+        model: Any = TrainableBiEncoder.from_pretrained(base, max_length=recipe.max_length)
+        step, evaluate = _bi_encoder_step(model, recipe), lambda: _dev_retrieval(model, dev_queries, dev_pool, documents)
+    else:
+        model = TrainableCrossEncoder.from_pretrained(base, max_length=recipe.max_length)
+        step, evaluate = _cross_encoder_step(model), lambda: _dev_rerank(model, dev_queries, dev_pool, documents)
+    card = _card(kind, base, data, recipe, command, len(examples), len(dev_queries))
+    trainer = Trainer(model, recipe.train, out / "run", step, evaluate,
+                      save_best=lambda folder: model.save(folder, card), show_progress=show_progress)
+    dev_before = _cached(out / "dev_before.json", lambda: _evaluate_eval_mode(model, evaluate))
+    result = trainer.fit(examples)
+    final = out / "model"
+    if (out / "run" / "best").is_dir():
+        best_card = card + f"\n## Dev results\n\nbefore training: {dev_before}\nbest: {result.best_metric:.4f} " \
+                           f"({recipe.train.metric}, step {result.best_step})\n"
+        (out / "run" / "best" / "README.md").write_text(best_card, encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.copytree(out / "run" / "best", final)
+    return RecipeResult(final, result, report, dev_before, result.best_metric,
+                        {"train_queries": len(train_queries), "dev_queries": len(dev_queries),
+                         "examples": len(examples), "dev_pool": len(dev_pool)})
+
+
+def live_bi_encoder(model: TrainableBiEncoder):
+    """A `BiEncoder` that runs the model being trained (its current weights), for evaluation and mining."""
+    from bicross.encoders.bi_encoder import BiEncoder, Tower
+    from bicross.models.backends import TorchBackend
+    from bicross.models.tokenization import Tokenizer
+
+    def tower(module: torch.nn.Module) -> Tower:
+        return Tower(TorchBackend(module), Tokenizer(model.tokenizer), model.base, "training")
+
+    documents = None if model.document_model is None else tower(model.document_model)
+    return BiEncoder(tower(model.query_model), model.settings, documents, batch_size=32)
+
+
+def live_cross_encoder(model: TrainableCrossEncoder):
+    """A `CrossEncoder` that runs the model being trained, for evaluation."""
+    from bicross.models.backends import TorchBackend
+    from bicross.models.tokenization import Tokenizer
+    from bicross.rerankers import CrossEncoder
+
+    return CrossEncoder(TorchBackend(model.model), Tokenizer(model.tokenizer), name=model.base,
+                        max_length=model.max_length, batch_size=16)
+
+
+def _bi_encoder_step(model: TrainableBiEncoder, recipe: Recipe):
+    from bicross.training.grad_cache import cached_contrastive_backward
+    from bicross.training.losses import duplicate_candidate_mask, info_nce
+
+    def step(examples: Sequence[ContrastiveExample]) -> float:
+        count = min(len(example.negatives) for example in examples)
+        columns = [model.tokenize([e.query for e in examples], "query"),
+                   model.tokenize([e.positive for e in examples], "document")]
+        negative_ids = [list(e.negative_ids[:count]) for e in examples] if count else None
+        if count:
+            columns.append(model.tokenize([n for e in examples for n in e.negatives[:count]], "document"))
+        mask = duplicate_candidate_mask([e.positive_id or e.positive for e in examples], negative_ids)
+
+        def loss(embeddings: list[torch.Tensor]) -> torch.Tensor:
+            negatives = embeddings[2].view(len(examples), count, -1) if count else None
+            return info_nce(embeddings[0].float(), embeddings[1].float(),
+                            None if negatives is None else negatives.float(), temperature=recipe.temperature,
+                            false_negative_mask=mask)
+
+        kinds = ["query", "document", "document"]
+        if recipe.chunk_size and model.document_model is None:
+            return cached_contrastive_backward(lambda batch: model(batch, "query"), columns, loss, recipe.chunk_size)
+        value = loss([model(batch, kind) for batch, kind in zip(columns, kinds, strict=False)])
+        value.backward()
+        return float(value.detach())
+
+    return step
+
+
+def _cross_encoder_step(model: TrainableCrossEncoder):
+    from bicross.training.losses import listwise_softmax
+
+    def step(examples: Sequence[ContrastiveExample]) -> float:
+        count = min(len(example.negatives) for example in examples)
+        if count == 0:
+            raise InvalidInput("cross-encoder training needs at least one negative per example (mine them first)")
+        queries = [e.query for e in examples for _ in range(1 + count)]
+        texts = [t for e in examples for t in (e.positive, *e.negatives[:count])]
+        scores = model(model.tokenize(queries, texts)).float().view(len(examples), 1 + count)  # (B, 1 + k)
+        labels = torch.zeros_like(scores)
+        labels[:, 0] = 1.0
+        value = listwise_softmax(scores, labels)
+        value.backward()
+        return float(value.detach())
+
+    return step
+
+
+def _with_negatives(examples: list[ContrastiveExample], count: int) -> list[ContrastiveExample]:
+    kept = [replace(e, negatives=e.negatives[:count], negative_ids=e.negative_ids[:count]) for e in examples
+            if len(e.negatives) >= count]
+    if not kept:
+        raise InvalidInput(f"no mined example has {count} negatives: lower negatives_per_example or mine deeper")
+    return kept
+
+
+def _collection(folder: Path, documents: dict, encoder, show_progress: bool):
+    from bicross.index.collection import Collection
+
+    if (folder / "manifest.json").is_file():
+        return Collection.open(folder)
+    corpus = [document for document in documents.values() if document.full_text.strip()]
+    return Collection.build(folder, corpus, encoder, show_progress=show_progress)
+
+
+def _dev_pool(collection, encoder, dev_queries: Sequence[JudgedQuery], depth: int) -> dict[str, list[str]]:
+    """Per dev query, its first-stage top `depth` ids (the candidates it is reranked over)."""
+    from bicross.retrieval import FirstStageConfig, retrieve
+
+    ranked, _ = retrieve(collection, encoder, [q.text for q in dev_queries], depth, FirstStageConfig())
+    return {q.query_id: [collection.documents[row].id for row in ids.tolist()]
+            for q, (ids, _) in zip(dev_queries, ranked, strict=True)}
+
+
+def _dev_retrieval(model: TrainableBiEncoder, dev_queries, pool: dict[str, list[str]], documents) -> dict[str, float]:
+    """Dense retrieval over the dev pool (every dev query's candidates and positives, as one small corpus)."""
+    from bicross.evaluation import evaluate
+    from bicross.scoring.similarity import top_k_rows
+
+    ids = list(dict.fromkeys([d for q in dev_queries for d in pool[q.query_id]] +
+                             [d for q in dev_queries for d in q.positives]))
+    encoder = live_bi_encoder(model)
+    document_vectors = encoder.encode_documents([documents[d].full_text for d in ids])
+    query_vectors = encoder.encode_queries([q.text for q in dev_queries])
+    rows, scores = top_k_rows(query_vectors @ document_vectors.T, 100)
+    run = {q.query_id: {ids[r]: float(s) for r, s in zip(row, score, strict=True)}
+           for q, row, score in zip(dev_queries, rows.tolist(), scores.tolist(), strict=True)}
+    return evaluate(run, {q.query_id: dict(q.judgments) for q in dev_queries}, ["ndcg@10", "mrr@10", "recall@100"]).mean
+
+
+def _dev_rerank(model: TrainableCrossEncoder, dev_queries, pool: dict[str, list[str]], documents) -> dict[str, float]:
+    """The dev queries' first-stage candidates reordered by the model's scores alone."""
+    from bicross.evaluation import evaluate
+
+    reranker = live_cross_encoder(model)
+    pairs = [(q.text, documents[d].full_text) for q in dev_queries for d in pool[q.query_id]]
+    scores = iter(reranker.score(pairs).tolist())
+    run = {q.query_id: {d: next(scores) for d in pool[q.query_id]} for q in dev_queries}
+    return evaluate(run, {q.query_id: dict(q.judgments) for q in dev_queries}, ["ndcg@10", "mrr@10"]).mean
+
+
+def _evaluate_eval_mode(model: torch.nn.Module, evaluate) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        return evaluate()
+
+
+def _cached(path: Path, compute) -> dict[str, float]:
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    path.write_text(json.dumps(value) + "\n")
+    return value
+
+
+def _card(kind: str, base: str, data: Path, recipe: Recipe, command: str, examples: int, dev: int) -> str:
+    settings = json.dumps(asdict(recipe), indent=2, default=str)
+    return (f"# bicross {kind}\n\nFine-tuned from `{base}` with bicross.\n\n- training data: `{data}` split "
+            f"`{recipe.split}` ({examples} examples; {dev} queries held out as dev; the test split was not used). "
+            "Check the collection's licence before you publish this model (SciFact: CC BY-NC 2.0).\n"
+            f"- loss: {'InfoNCE, in-batch + mined hard negatives' if kind == 'bi-encoder' else 'listwise softmax CE'}"
+            f"\n- command: `{command or 'bicross train ...'}`\n\n## Settings\n\n```json\n{settings}\n```\n")
+
