@@ -8,14 +8,13 @@ byte-order mark, or UTF-16/32 with one (`bicross.textfiles`).
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bicross.errors import InvalidInput
-from bicross.textfiles import iter_lines, read_text
+from bicross.textfiles import iter_lines, json_object, read_text
 from bicross.types import Document
 
 __all__ = ["check_documents", "drop_empty", "load_documents", "read_documents"]
@@ -82,13 +81,7 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
     for number, line in iter_lines(path, "corpus"):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"{path}:{number}: malformed JSON ({error.msg} at column {error.colno})") from None
-        if not isinstance(record, dict):
-            raise InvalidInput(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        yield _document_from_record(record, f"{path}:{number}")
+        yield _document_from_record(json_object(line, f"{path}:{number}"), f"{path}:{number}")
 
 
 def _read_csv(path: Path) -> Iterator[Document]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import codecs
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from bicross.errors import InvalidInput
 
-__all__ = ["detect_encoding", "iter_lines", "read_text"]
+__all__ = ["detect_encoding", "iter_lines", "json_object", "read_text"]
 
 # Longest marks first: the UTF-32-LE mark begins with the UTF-16-LE one.
 _MARKS = [
@@ -62,6 +63,21 @@ def iter_lines(path: str | Path, what: str = "file", keep_ends: bool = False) ->
 def read_text(path: str | Path, what: str = "file") -> str:
     """The whole text of `path`, decoded as `iter_lines` does (a byte-order mark is not part of it)."""
     return "".join(text for _, text in iter_lines(path, what, keep_ends=True))
+
+
+def json_object(line: str, where: str) -> dict:
+    """One JSONL line parsed as an object; InvalidInput naming `where` ("file:line") otherwise.
+
+    >>> json_object('{"id": 1}', "f:1")
+    {'id': 1}
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"{where}: malformed JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(record, dict):
+        raise InvalidInput(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def _utf8_lines(handle: io.BufferedReader, path: Path, what: str) -> Iterator[tuple[int, str]]:

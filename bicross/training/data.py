@@ -7,7 +7,6 @@ unknown ids in qrels, empty texts, a query with no positive, a label out of rang
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from bicross.errors import InvalidInput
-from bicross.textfiles import iter_lines
+from bicross.textfiles import iter_lines, json_object
 from bicross.types import Document
 
 __all__ = ["ContrastiveExample", "JudgedQuery", "PairExample", "contrastive_examples", "load_beir_training",
@@ -132,7 +131,7 @@ def read_contrastive_jsonl(path: str | Path) -> list[ContrastiveExample]:
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        record = _json_object(line, where)
+        record = json_object(line, where)
         query, positive = _text(record, "query", where), _text(record, "positive", where)
         negatives = record.get("negatives", [])
         if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
@@ -168,7 +167,7 @@ def read_pairs(path: str | Path, task: Literal["regression", "classification"] =
         reader = csv.DictReader(lines, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         rows = [(reader.line_num, dict(row)) for row in reader]
     else:
-        rows = [(number, _json_object(line, f"{path}:{number}")) for number, line in iter_lines(path, "pair file")
+        rows = [(number, json_object(line, f"{path}:{number}")) for number, line in iter_lines(path, "pair file")
                 if line.strip()]
     names: dict[str, int] = {}
     pairs = []
@@ -199,16 +198,6 @@ def _label(value: object, task: str, num_labels: int | None, names: dict[str, in
     if label < 0 or (num_labels is not None and label >= num_labels):
         raise InvalidInput(f"{where}: label {value!r} is out of range 0..{(num_labels or 1) - 1}")
     return float(label)
-
-
-def _json_object(line: str, where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"{where}: malformed JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(record, dict):
-        raise InvalidInput(f"{where}: expected a JSON object, got {type(record).__name__}")
-    return record
 
 
 def _text(record: Mapping[str, object], key: str, where: str) -> str:
