@@ -32,6 +32,7 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "resolve_training_dtype"]
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
+RESULT = "result.json"
 PLOT = "training.png"
 
 
@@ -97,6 +98,11 @@ class Trainer:
         """Train (resuming from `out/checkpoint.pt` if it is there); `stop_after` N ends after step N as a
         kill would (a checkpoint is written there), for tests of resuming."""
         config = self.config
+        finished = self.out / RESULT
+        if finished.is_file():  # a finished run is not trained again; its best model is in out/best
+            saved = json.loads(finished.read_text(encoding="utf-8"))
+            if saved.pop("config") == asdict(config):
+                return TrainResult(**saved)
         if len(examples) < config.batch_size:
             raise InvalidInput(f"{len(examples)} training examples are fewer than one batch ({config.batch_size})")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -150,8 +156,11 @@ class Trainer:
             (self.out / CHECKPOINT).unlink(missing_ok=True)  # done: nothing to resume
             _plot_log(self.out / LOG, self.out / PLOT, config.metric)
         done = state["step"] - first_step
-        return TrainResult(state["step"], state["best"], state["best_step"], seconds,
-                           done * config.batch_size / max(time.perf_counter() - started, 1e-9), stopped_early)
+        result = TrainResult(state["step"], state["best"], state["best_step"], seconds,
+                             done * config.batch_size / max(time.perf_counter() - started, 1e-9), stopped_early)
+        if state["step"] >= total or stopped_early:
+            finished.write_text(json.dumps({**asdict(result), "config": asdict(config)}) + "\n", encoding="utf-8")
+        return result
 
     def _evaluate(self, state: dict[str, Any], record: dict[str, Any]) -> bool:
         assert self.evaluate is not None
