@@ -290,12 +290,15 @@ def train(
     chunk_size: Annotated[int | None, typer.Option(help="GradCache rows per forward pass (0: whole batch).")] = None,
     negatives_per_example: Annotated[int | None, typer.Option(help="Mined negatives per example (default 1).")] = None,
     guard: Annotated[bool | None, typer.Option("--guard/--no-guard", help="Drop likely false negatives.")] = None,
+    refresh_every: Annotated[int | None, typer.Option(help="Bi-encoders: re-mine negatives with the model being "
+                                                      "trained every N steps (0: never, the default).")] = None,
 ) -> None:
     """Fine-tune a bi-encoder or cross-encoder on a BEIR collection's train split (dev held out, test untouched)."""
     from bicross.cli.training import load_recipe, run_train
 
     options = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-               "dtype": dtype, "chunk_size": chunk_size, "negatives_per_example": negatives_per_example, "guard": guard}
+               "dtype": dtype, "chunk_size": chunk_size, "negatives_per_example": negatives_per_example, "guard": guard,
+               "refresh_every": refresh_every}
     run_train(kind, data, base, out, load_recipe(config, options), index_dir, console)
 
 

@@ -80,23 +80,31 @@ def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe
     else:
         first_encoder = BiEncoder.load(base if kind == "bi-encoder" else recipe.first_stage_model)
         collection = _collection(out / "base-index", documents, first_encoder, show_progress)
-    teacher = CrossEncoder.load(recipe.teacher, max_length=recipe.max_length) if recipe.guard else None
+    teacher = _CachedTeacher(CrossEncoder.load(recipe.teacher, max_length=recipe.max_length),
+                             out / "teacher-scores.json") if recipe.guard else None
     report = None
     if not (out / "negatives.done").is_file():
         report = mine_hard_negatives(collection, first_encoder, train_queries, out / "negatives.jsonl", recipe.mining,
                                      teacher, show_progress)
+        if teacher is not None:
+            teacher.save()
         (out / "negatives.done").write_text(json.dumps(asdict(report)) + "\n")
     examples = _with_negatives(read_contrastive_jsonl(out / "negatives.jsonl"), recipe.negatives_per_example)
     dev_pool = _dev_pool(collection, first_encoder, dev_queries, recipe.dev_depth)
+    refresh = None
     if kind == "bi-encoder":
         model: Any = TrainableBiEncoder.from_pretrained(base, max_length=recipe.max_length)
         step, evaluate = _bi_encoder_step(model, recipe), lambda: _dev_retrieval(model, dev_queries, dev_pool, documents)
+        refresh = _refresher(model, documents, train_queries, recipe, teacher, out / "run" / "refresh", show_progress)
+    elif recipe.train.refresh_every:
+        raise InvalidInput("refresh_every re-mines negatives with the bi-encoder being trained; a cross-encoder's "
+                           "candidates come from a fixed first stage, so set it to 0 for cross-encoders")
     else:
         model = TrainableCrossEncoder.from_pretrained(base, max_length=recipe.max_length)
         step, evaluate = _cross_encoder_step(model), lambda: _dev_rerank(model, dev_queries, dev_pool, documents)
     card = _card(kind, base, data, recipe, command, len(examples), len(dev_queries))
     trainer = Trainer(model, recipe.train, out / "run", step, evaluate,
-                      save_best=lambda folder: model.save(folder, card), show_progress=show_progress)
+                      save_best=lambda folder: model.save(folder, card), show_progress=show_progress, refresh=refresh)
     dev_before = _cached(out / "dev_before.json", lambda: _evaluate_eval_mode(model, evaluate))
     result = trainer.fit(examples)
     final = out / "model"
@@ -180,6 +188,67 @@ def _cross_encoder_step(model: TrainableCrossEncoder):
         return float(value.detach())
 
     return step
+
+
+class _CachedTeacher:
+    """The guard's cross-encoder behind a score cache kept in the run folder: a refresh (or a rerun) that meets a
+    (query, candidate) pair again does not score it again."""
+
+    def __init__(self, teacher: Any, path: Path) -> None:
+        from bicross.rerankers.cache import ScoreCache
+
+        self.teacher, self.path = teacher, path
+        self.cache = ScoreCache.load(path, teacher.identity) if path.is_file() else ScoreCache()
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> Any:
+        return self.cache.score(pairs, self.teacher.score)
+
+    def save(self) -> None:
+        self.cache.save(self.path, self.teacher.identity)
+
+
+def _refresher(model: TrainableBiEncoder, documents: dict, queries: Sequence[JudgedQuery], recipe: Recipe,
+               teacher: _CachedTeacher | None, folder: Path, show_progress: bool):
+    """`refresh(step, examples)` for the Trainer: embed the corpus with the model being trained, mine again
+    with the same window and guard, and swap each (query, positive)'s negatives for the new ones. What step R
+    mined is kept in `folder/step-R` (the index is deleted once mined), so a resumed run reads it back."""
+
+    def refresh(step: int, examples: Sequence[ContrastiveExample]) -> list[ContrastiveExample]:
+        target = folder / f"step-{step:06d}"
+        mined = target / "negatives.jsonl"
+        if not (target / "negatives.done").is_file():
+            index = target / "index"
+            if index.exists() and not (index / "manifest.json").is_file():
+                shutil.rmtree(index)  # killed while building: build again
+            encoder = live_bi_encoder(model)
+            collection = _collection(index, documents, encoder, show_progress)
+            report = mine_hard_negatives(collection, encoder, queries, mined, recipe.mining, teacher, show_progress)
+            if teacher is not None:
+                teacher.save()
+            (target / "negatives.done").write_text(json.dumps(asdict(report)) + "\n")
+            shutil.rmtree(index)
+        return _swap_negatives(examples, read_contrastive_jsonl(mined), recipe.negatives_per_example)
+
+    return refresh
+
+
+def _swap_negatives(examples: Sequence[ContrastiveExample], mined: Sequence[ContrastiveExample],
+                    count: int) -> list[ContrastiveExample]:
+    """Each example with the newly mined negatives of its (query, positive), where at least `count` were
+    found; otherwise the ones it had (the order and length stay the same: the Trainer's position depends on it).
+
+    >>> old = [ContrastiveExample("q", "p", ("n1",), "q1", "d1", ("n1",))]
+    >>> new = [ContrastiveExample("q", "p", ("n2",), "q1", "d1", ("n2",))]
+    >>> [e.negative_ids for e in _swap_negatives(old, new, 1)], [e.negative_ids for e in _swap_negatives(old, [], 1)]
+    ([('n2',)], [('n1',)])
+    """
+    fresh = {(e.query_id, e.positive_id): e for e in mined if len(e.negatives) >= count}
+    swapped = []
+    for example in examples:
+        new = fresh.get((example.query_id, example.positive_id))
+        swapped.append(example if new is None else
+                       replace(example, negatives=new.negatives[:count], negative_ids=new.negative_ids[:count]))
+    return swapped
 
 
 def _with_negatives(examples: list[ContrastiveExample], count: int) -> list[ContrastiveExample]:

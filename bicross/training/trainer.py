@@ -7,6 +7,10 @@ is not used), evaluation through bicross's own retrieval and reranking path, and
 the same weights as an uninterrupted run (model, optimizer, scheduler, every RNG and the position in the
 epoch's shuffled order are checkpointed; the order of epoch e is a permutation seeded by seed + e).
 
+Optionally the negatives are refreshed every `refresh_every` steps by a `refresh` callable that mines them
+again with the model being trained (ANCE-style: the negatives stay hard for the current model, not only for
+the one that mined them first).
+
 The model-specific part is a `step` callable: it computes the loss of one batch of examples and calls
 `backward` itself (directly or through GradCache), returning the loss value.
 """
@@ -52,11 +56,14 @@ class TrainConfig:
     patience: int = 0  # stop after this many evaluations without improvement; 0: never stop early
     checkpoint_every: int = 50  # steps between resumable checkpoints
     metric: str = "ndcg@10"
+    refresh_every: int = 0  # steps between re-mining negatives with the model being trained; 0: never
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "checkpoint_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.refresh_every, int) or self.refresh_every < 0:
+            raise InvalidInput(f"refresh_every must be 0 (never) or a positive number of steps, got {self.refresh_every!r}")
         if not self.learning_rate > 0 or not 0 <= self.warmup_ratio < 1:
             raise InvalidInput("learning_rate must be > 0 and warmup_ratio in [0, 1)")
         if self.dtype not in ("auto", "float32", "bfloat16"):
@@ -83,14 +90,26 @@ def resolve_training_dtype(dtype: str) -> Literal["float32", "bfloat16"]:
     return resolve_dtype(dtype)  # type: ignore[arg-type]
 
 
+Refresh = Callable[[int, Sequence[Any]], Sequence[Any]]
+
+
 class Trainer:
-    """Run `step` over shuffled batches of `examples`, evaluating, checkpointing and keeping the best model."""
+    """Run `step` over shuffled batches of `examples`, evaluating, checkpointing and keeping the best model.
+
+    `refresh(step, examples)`, called every `config.refresh_every` steps with the model in eval mode, returns
+    the examples with new negatives (same length and order, so the shuffled data position stays valid). It
+    must persist what it computes per step: a run resumed after step R reads refresh R back (the weights it
+    was computed from are gone); a checkpoint is written at every refresh step before refreshing, so a run
+    killed during a refresh recomputes it from the same weights.
+    """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, out: str | Path,
                  step: Callable[[Sequence[Any]], float], evaluate: Callable[[], dict[str, float]] | None = None,
-                 save_best: Callable[[Path], None] | None = None, show_progress: bool = True) -> None:
+                 save_best: Callable[[Path], None] | None = None, show_progress: bool = True,
+                 refresh: Refresh | None = None) -> None:
         self.model, self.config, self.out = model, config, Path(out)
         self.step, self.evaluate, self.save_best = step, evaluate, save_best
+        self.refresh = refresh if config.refresh_every else None
         self.show_progress = show_progress
         self.dtype = resolve_training_dtype(config.dtype)
 
@@ -121,6 +140,7 @@ class Trainer:
             (self.out / LOG).unlink(missing_ok=True)
         started, first_step = time.perf_counter(), state["step"]
         stopped_early = False
+        original, examples = examples, self._refreshed(examples, state["step"], total)
         with _progress(total, state["step"], self.show_progress) as advance:
             while state["step"] < total and not stopped_early:
                 epoch, position = divmod(state["step"], steps_per_epoch)
@@ -147,10 +167,13 @@ class Trainer:
                     stopped_early = self._evaluate(state, record)
                 _append_log(self.out / LOG, record)
                 advance(loss, record["examples_per_second"])
-                if state["step"] % config.checkpoint_every == 0 or state["step"] == stop_after:
+                refresh_now = self._is_refresh_step(state["step"], total)
+                if state["step"] % config.checkpoint_every == 0 or state["step"] == stop_after or refresh_now:
                     self._save_checkpoint(optimizer, scheduler, {**state, "seconds": elapsed})
                 if state["step"] == stop_after:
                     break
+                if refresh_now:
+                    examples = self._refreshed(original, state["step"], total)
         seconds = state["seconds"] + time.perf_counter() - started
         if state["step"] >= total or stopped_early:
             (self.out / CHECKPOINT).unlink(missing_ok=True)  # done: nothing to resume
@@ -161,6 +184,25 @@ class Trainer:
         if state["step"] >= total or stopped_early:
             finished.write_text(json.dumps({**asdict(result), "config": asdict(config)}) + "\n", encoding="utf-8")
         return result
+
+    def _is_refresh_step(self, step: int, total: int) -> bool:
+        return self.refresh is not None and 0 < step < total and step % self.config.refresh_every == 0
+
+    def _refreshed(self, examples: Sequence[Any], step: int, total: int) -> Sequence[Any]:
+        """The examples as of the last refresh at or before `step` (the originals before the first)."""
+        if self.refresh is None:
+            return examples
+        last = step // self.config.refresh_every * self.config.refresh_every
+        if not self._is_refresh_step(last, total):
+            return examples
+        rng = _rng_state()  # mining must not move the training's random streams
+        self.model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+            fresh = self.refresh(last, examples)
+        _set_rng_state(rng)
+        if len(fresh) != len(examples):
+            raise InvalidInput(f"a negative refresh returned {len(fresh)} examples for {len(examples)}")
+        return fresh
 
     def _evaluate(self, state: dict[str, Any], record: dict[str, Any]) -> bool:
         assert self.evaluate is not None

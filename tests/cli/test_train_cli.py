@@ -86,3 +86,23 @@ def test_mine_writes_guarded_negatives(beir: Path, tmp_path: Path, tiny_encoder_
     lines = [json.loads(line) for line in (tmp_path / "negatives.jsonl").read_text().splitlines()]
     assert len(lines) == 24 and all(line["positive_id"] not in line["negative_ids"] for line in lines)
     assert "wrote 24 examples for 24 queries" in " ".join(output.split())
+
+
+def test_train_refreshes_negatives_with_the_model_being_trained(beir: Path, tmp_path: Path, tiny_encoder_path: Path,
+                                                                tiny_cross_encoder_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    config, out = _config(tmp_path, tiny_encoder_path, tiny_cross_encoder_path), tmp_path / "run"
+    status, output, err = run(monkeypatch, capsys, "train", "bi-encoder", beir, "--base", tiny_encoder_path, "--out",
+                              out, "--config", config, "--refresh-every", "2")
+    assert status == 0, err
+    steps = int(re.search(r"trained (\d+) steps", " ".join(output.split())).group(1))  # type: ignore[union-attr]
+    refreshed = sorted((out / "run" / "refresh").iterdir())
+    assert [f.name for f in refreshed] == [f"step-{s:06d}" for s in range(2, steps, 2)]  # none after the last step
+    assert (refreshed[0] / "negatives.done").is_file() and not (refreshed[0] / "index").exists()
+    lines = [json.loads(line) for line in (refreshed[0] / "negatives.jsonl").read_text().splitlines()]
+    assert lines and all(line["positive_id"] not in line["negative_ids"] for line in lines)
+    assert (out / "teacher-scores.json").is_file()  # the guard's scores, reused by the refresh and by reruns
+    status, _, err = run(monkeypatch, capsys, "train", "cross-encoder", beir, "--base", tiny_cross_encoder_path,
+                         "--out", tmp_path / "ce", "--config", config, "--refresh-every", "2")
+    assert status == 2 and "set it to 0 for cross-encoders" in " ".join(err.split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -143,3 +144,54 @@ def test_a_checkpoint_from_other_settings_is_refused(tiny_encoder_path: Path, tm
     other = TrainConfig(epochs=2, batch_size=3, dtype="float32")
     with pytest.raises(InvalidInput, match="written with other settings"):
         Trainer(model, other, tmp_path, _bi_encoder_step(model, Recipe()), show_progress=False).fit(EXAMPLES)
+
+
+def _hardest_negative_refresh(model: TrainableBiEncoder, folder: Path, calls: list[int]):
+    """A refresh as the recipe's works: the current model picks each query's hardest non-positive document,
+    and what step R picked is stored, so a resumed run reads it back instead of recomputing it."""
+    documents = [positive for _, positive in PLANTED]
+
+    def refresh(step: int, examples):
+        stored = folder / f"refresh-{step}.json"
+        if not stored.is_file():
+            calls.append(step)
+            with torch.no_grad():
+                scores = model(model.tokenize([e.query for e in examples], "query")) @ \
+                    model(model.tokenize(documents, "document"), "document").T
+            picks = []
+            for row, example in enumerate(examples):
+                order = [int(i) for i in scores[row].argsort(descending=True) if documents[int(i)] != example.positive]
+                picks.append(order[0])
+            stored.write_text(json.dumps(picks))
+        picks = json.loads(stored.read_text())
+        return [replace(e, negatives=(documents[p],), negative_ids=(f"d{p}",)) for e, p in zip(examples, picks, strict=True)]
+
+    return refresh
+
+
+def test_negatives_refreshed_by_the_model_being_trained_resume_exactly(tiny_encoder_path: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=4, batch_size=2, learning_rate=1e-3, dtype="float32", checkpoint_every=100,
+                         refresh_every=3)
+
+    def run(out: Path, stop_after: int | None = None) -> tuple[TrainableBiEncoder, list[int]]:
+        torch.manual_seed(0)
+        model, calls = _bi_encoder(tiny_encoder_path), []
+        out.mkdir(exist_ok=True)
+        Trainer(model, config, out, _bi_encoder_step(model, Recipe()), show_progress=False,
+                refresh=_hardest_negative_refresh(model, out, calls)).fit(EXAMPLES, stop_after)
+        return model, calls
+
+    straight, calls = run(tmp_path / "straight")
+    assert calls == [3, 6, 9]  # 12 steps: refreshed after steps 3, 6 and 9, never after the last
+    run(tmp_path / "resumed", stop_after=3)  # killed at a refresh step, before refreshing
+    _, calls_first = run(tmp_path / "resumed", stop_after=7)  # refresh 3 computed now, from the same weights; killed past 6
+    resumed, calls_last = run(tmp_path / "resumed")  # refresh 6 is read back, 9 computed
+    assert calls_first == [3, 6] and calls_last == [9]
+    difference = max(float((a - b).abs().max()) for a, b in zip(straight.state_dict().values(),
+                                                                resumed.state_dict().values(), strict=True))
+    assert difference <= 1e-6
+    for step in (3, 6, 9):
+        assert (tmp_path / "straight" / f"refresh-{step}.json").read_text() == \
+            (tmp_path / "resumed" / f"refresh-{step}.json").read_text()
+    first_picks = json.loads((tmp_path / "straight" / "refresh-3.json").read_text())
+    assert any(f"d{pick}" != e.negative_ids[0] for pick, e in zip(first_picks, EXAMPLES, strict=True))  # they changed
