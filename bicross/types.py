@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Similarity = Literal["cosine", "dot", "euclidean"]
-Pooling = Literal["cls", "mean", "max", "weighted_mean"]
+Pooling = Literal["cls", "mean", "max", "weighted_mean", "learned"]
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
 """Bi-encoder: queries and documents are embedded independently, so documents are embedded once.
 
 One tower (a backend + tokenizer) is shared by queries and documents unless a separate document model is
-given. Pooling, normalization, prefixes and max length come from the checkpoint (see models/settings.py)
-and can be overridden.
+given, or the folder holds one in `document/` (as `TrainableBiEncoder.save` writes a two-tower model).
+Pooling, normalization, prefixes and max length come from the checkpoint (see models/settings.py) and can
+be overridden. Learned pooling reads its trained vector from the (query) model's folder; both towers use it,
+as in training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +20,7 @@ import torch
 from bicross.models.backends import Backend, BackendName, DType, batch_size_for, load_backend
 from bicross.models.pooling import pool
 from bicross.models.resolve import model_fingerprint, resolve_model
-from bicross.models.settings import EncoderSettings, read_encoder_settings
+from bicross.models.settings import EncoderSettings, read_encoder_settings, read_pooling_weight
 from bicross.models.tokenization import Tokenizer, check_texts, length_sorted_batches, pad_batch
 from bicross.progress import progress_task
 from bicross.types import Similarity
@@ -38,12 +40,13 @@ class EncodedTexts:
 
 @dataclass
 class Tower:
-    """One encoder network: its runtime, tokenizer and identity."""
+    """One encoder network: its runtime, tokenizer and identity (and the vector learned pooling needs)."""
 
     backend: Backend
     tokenizer: Tokenizer
     name: str
     fingerprint: str
+    pooling_weight: torch.Tensor | None = None  # (hidden,); only read when settings.pooling == "learned"
 
     @classmethod
     def load(cls, name_or_path: str, backend: BackendName = "auto", dtype: DType = "auto",
@@ -59,11 +62,13 @@ class Tower:
         """Embed texts in length-sorted batches; return vectors in the order given."""
         tokens = self.tokenizer.single(texts, settings.max_length)
         output: np.ndarray | None = None
+        # detached: a live training model's Parameter must not make the vectors require grad
+        weight = None if self.pooling_weight is None else self.pooling_weight.detach()
         with progress_task("encoding", len(texts), show_progress) as advance:
             for rows in length_sorted_batches(tokens.lengths, batch_size):
                 batch = pad_batch(tokens, rows, self.tokenizer.pad_id)
                 states = self.backend.forward(batch)  # (batch, seq, hidden)
-                vectors = pool(states, torch.from_numpy(batch["attention_mask"]), settings.pooling)
+                vectors = pool(states, torch.from_numpy(batch["attention_mask"]), settings.pooling, weight)
                 if settings.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 if output is None:
@@ -95,15 +100,21 @@ class BiEncoder:
              batch_size: int | None = None, **overrides: object) -> BiEncoder:
         """Load a bi-encoder; `overrides` are EncoderSettings fields (pooling, normalize, similarity, ...).
 
+        `document_model` None: a `document/` subfolder with a config.json is the document tower, if there is one.
         `batch_size` None: 32 texts per pass, or 1 for dynamically quantized ONNX models (`batch_size_for`).
         """
         tower, extra = Tower.load(name_or_path, backend, dtype, threads)
         path: Path = extra.pop("path")
         settings = read_encoder_settings(path, extra).updated(**overrides)
+        # learned pooling: one vector for both towers (as in training), read from the query model's folder
+        weight = read_pooling_weight(path) if settings.pooling == "learned" else None
+        if document_model is None and (path / "document" / "config.json").is_file():
+            document_model = str(path / "document")  # the separate document tower a two-tower save writes
         document_tower = None
         if document_model is not None and document_model != name_or_path:
             document_tower, _ = Tower.load(document_model, backend, dtype, threads)
-        return cls(tower, settings, document_tower, batch_size)
+            document_tower = replace(document_tower, pooling_weight=weight)
+        return cls(replace(tower, pooling_weight=weight), settings, document_tower, batch_size)
 
     @property
     def name(self) -> str:

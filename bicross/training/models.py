@@ -4,7 +4,11 @@
 read from the checkpoint exactly as `BiEncoder` reads them, so the trained model embeds the same way when
 loaded for search. It saves in the sentence-transformers folder layout (modules.json, 1_Pooling,
 2_Normalize, sentence_bert_config.json, config_sentence_transformers.json with prompts and similarity):
-`SentenceTransformer(path)` and `BiEncoder.load(path)` both read it. `TrainableCrossEncoder` is a
+`SentenceTransformer(path)` and `BiEncoder.load(path)` both read it; a separate document tower goes to
+`document/`, which `from_pretrained(path)` and `BiEncoder.load(path)` pick up. With `pooling="learned"` the
+model owns one trainable pooling vector for both towers (zeros at first: mean pooling), saved as
+`1_Pooling/learned_pooling.safetensors`; sentence-transformers reads that through bicross's own module
+(bicross.training.st_pooling, `SentenceTransformer(path, trust_remote_code=True)`). `TrainableCrossEncoder` is a
 sequence-classification model saved in the Hugging Face layout that ST's `CrossEncoder(path)` reads.
 Saving writes into a sibling temporary folder and renames it into place: an interrupted save leaves the
 previous model, never half a folder.
@@ -24,12 +28,20 @@ import torch
 from bicross.errors import InvalidInput, ModelNotFound
 from bicross.models.pooling import pool
 from bicross.models.resolve import resolve_model
-from bicross.models.settings import EncoderSettings, read_encoder_settings, write_encoder_settings
+from bicross.models.settings import (
+    EncoderSettings,
+    learned_pooling_config,
+    read_encoder_settings,
+    read_pooling_weight,
+    write_encoder_settings,
+    write_pooling_weight,
+)
 
 __all__ = ["TrainableBiEncoder", "TrainableCrossEncoder", "atomic_folder"]
 
 _POOLING_KEYS = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "max": "pooling_mode_max_tokens",
                  "weighted_mean": "pooling_mode_weightedmean_tokens"}
+_LEARNED_POOLING_MODULE = "bicross.training.st_pooling.LearnedPooling"  # imported by sentence-transformers only
 
 
 def _transformers_folder(name_or_path: str) -> Path:
@@ -56,25 +68,35 @@ class TrainableBiEncoder(torch.nn.Module):
     """Query and document towers (one shared by default) with the checkpoint's pooling, normalization, prefixes."""
 
     def __init__(self, query_model: torch.nn.Module, tokenizer: Any, settings: EncoderSettings, base: str,
-                 document_model: torch.nn.Module | None = None) -> None:
+                 document_model: torch.nn.Module | None = None, pooling_weight: torch.Tensor | None = None) -> None:
         super().__init__()
         self.query_model = query_model
         self.document_model = document_model  # None: the query tower encodes documents too
         self.tokenizer = tokenizer
         self.settings = settings
         self.base = base
+        # (hidden,) for pooling="learned", shared by both towers; None (no parameter) for other poolings
+        self.register_parameter("pooling_weight", _pooling_parameter(settings, query_model, document_model,
+                                                                     pooling_weight))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, document_model: str | None = None,
                         **overrides: Any) -> TrainableBiEncoder:
-        """Load a transformers/sentence-transformers checkpoint; `overrides` are EncoderSettings fields."""
+        """Load a transformers/sentence-transformers checkpoint; `overrides` are EncoderSettings fields.
+
+        A bicross save's `document/` tower is loaded unless `document_model` names another. A folder saved
+        with learned pooling resumes from its vector; switching a model to "learned" starts at zero (mean).
+        """
         from transformers import AutoModel, AutoTokenizer
 
         folder = _transformers_folder(name_or_path)
-        settings = read_encoder_settings(folder, dict(resolve_model(name_or_path).settings)).updated(**overrides)
-        documents = None if document_model is None else _quiet_load(AutoModel, _transformers_folder(document_model))
+        stored = read_encoder_settings(folder, dict(resolve_model(name_or_path).settings))
+        settings = stored.updated(**overrides)
+        weight = read_pooling_weight(folder) if settings.pooling == stored.pooling == "learned" else None
+        documents_folder = _document_folder(folder, document_model)
+        documents = None if documents_folder is None else _quiet_load(AutoModel, documents_folder)
         return cls(_quiet_load(AutoModel, folder), AutoTokenizer.from_pretrained(str(folder)), settings, name_or_path,
-                   documents)
+                   documents, weight)
 
     def tokenize(self, texts: Sequence[str], kind: Literal["query", "document"]) -> dict[str, torch.Tensor]:
         """Padded token tensors for `texts`, with the kind's prefix, cut to max_length."""
@@ -86,7 +108,7 @@ class TrainableBiEncoder(torch.nn.Module):
         """Embeddings `(batch, dim)` of a tokenized batch, pooled and (if the model normalizes) unit length."""
         tower = self.document_model if kind == "document" and self.document_model is not None else self.query_model
         states = tower(**batch).last_hidden_state  # (batch, seq, hidden)
-        vectors = pool(states, batch["attention_mask"], self.settings.pooling)
+        vectors = pool(states, batch["attention_mask"], self.settings.pooling, self.pooling_weight)
         return torch.nn.functional.normalize(vectors, dim=-1) if self.settings.normalize else vectors
 
     def save(self, folder: str | Path, card: str = "") -> Path:
@@ -104,15 +126,14 @@ class TrainableBiEncoder(torch.nn.Module):
         model.save_pretrained(str(folder))
         self.tokenizer.save_pretrained(str(folder))
         settings, dim = self.settings, int(model.config.hidden_size)
+        pooling_type = "sentence_transformers.models.Pooling" if self.pooling_weight is None else _LEARNED_POOLING_MODULE
         modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": pooling_type}]
         if settings.normalize:
             modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
             (folder / "2_Normalize").mkdir(exist_ok=True)
         (folder / "modules.json").write_text(json.dumps(modules, indent=2))
-        (folder / "1_Pooling").mkdir(exist_ok=True)
-        pooling = {"word_embedding_dimension": dim, **{key: name == settings.pooling for name, key in _POOLING_KEYS.items()}}
-        (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+        self._save_pooling(folder / "1_Pooling", dim)
         (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": settings.max_length,
                                                                       "do_lower_case": False}))
         prompts = {key: value for key, value in (("query", settings.query_prefix), ("document", settings.document_prefix))
@@ -120,6 +141,41 @@ class TrainableBiEncoder(torch.nn.Module):
         (folder / "config_sentence_transformers.json").write_text(json.dumps(
             {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": settings.similarity}, indent=2))
         write_encoder_settings(folder, settings)  # bicross.json: the settings exactly, whatever ST can express
+
+    def _save_pooling(self, folder: Path, dim: int) -> None:
+        folder.mkdir(exist_ok=True)
+        if self.pooling_weight is None:
+            config = {"word_embedding_dimension": dim,
+                      **{key: name == self.settings.pooling for name, key in _POOLING_KEYS.items()}}
+        else:
+            config = learned_pooling_config(dim)
+            write_pooling_weight(folder, self.pooling_weight)
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def _pooling_parameter(settings: EncoderSettings, query_model: torch.nn.Module,
+                       document_model: torch.nn.Module | None, start: torch.Tensor | None) -> torch.nn.Parameter | None:
+    """The learned-pooling vector as a Parameter (zeros unless `start` is given); None for other poolings."""
+    if settings.pooling != "learned":
+        return None
+    hidden = int(query_model.config.hidden_size)
+    if document_model is not None and int(document_model.config.hidden_size) != hidden:
+        raise InvalidInput(f"learned pooling shares one vector between the towers, but the query tower has hidden "
+                           f"size {hidden} and the document tower {document_model.config.hidden_size}: use towers "
+                           "of one size or another pooling")
+    weight = torch.zeros(hidden) if start is None else start.detach().float().clone()
+    if tuple(weight.shape) != (hidden,):
+        raise InvalidInput(f"learned pooling weight has shape {tuple(weight.shape)}, the towers need ({hidden},)")
+    return torch.nn.Parameter(weight)
+
+
+def _document_folder(folder: Path, document_model: str | None) -> Path | None:
+    """The separate document tower: `document_model` if given, else a bicross save's `document/`, else none."""
+    if document_model is not None:
+        return _transformers_folder(document_model)
+    if (folder / "document" / "config.json").is_file():
+        return _transformers_folder(str(folder / "document"))
+    return None
 
 
 class TrainableCrossEncoder(torch.nn.Module):

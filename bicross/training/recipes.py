@@ -49,6 +49,7 @@ class Recipe:
     chunk_size: int = 0  # GradCache rows per forward pass; 0 = the whole batch at once
     max_length: int = 256
     negatives_per_example: int = 1
+    pooling: str | None = None  # bi-encoders: None keeps the base model's pooling; "learned" learns a weighted mean
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe
     dev_pool = _dev_pool(collection, first_encoder, dev_queries, recipe.dev_depth)
     refresh = None
     if kind == "bi-encoder":
-        model: Any = TrainableBiEncoder.from_pretrained(base, max_length=recipe.max_length)
+        model: Any = TrainableBiEncoder.from_pretrained(base, max_length=recipe.max_length, pooling=recipe.pooling)
         step, evaluate = _bi_encoder_step(model, recipe), lambda: _dev_retrieval(model, dev_queries, dev_pool, documents)
         refresh = _refresher(model, documents, train_queries, recipe, teacher, out / "run" / "refresh", show_progress)
     elif recipe.train.refresh_every:
@@ -126,7 +127,7 @@ def live_bi_encoder(model: TrainableBiEncoder):
     from bicross.models.tokenization import Tokenizer
 
     def tower(module: torch.nn.Module) -> Tower:
-        return Tower(TorchBackend(module), Tokenizer(model.tokenizer), model.base, "training")
+        return Tower(TorchBackend(module), Tokenizer(model.tokenizer), model.base, "training", model.pooling_weight)
 
     documents = None if model.document_model is None else tower(model.document_model)
     return BiEncoder(tower(model.query_model), model.settings, documents, batch_size=32)

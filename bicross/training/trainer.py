@@ -57,6 +57,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps between resumable checkpoints
     metric: str = "ndcg@10"
     refresh_every: int = 0  # steps between re-mining negatives with the model being trained; 0: never
+    pooling_learning_rate: float = 1e-3  # a learned pooling's weight starts at zero: at 2e-5 it would hardly move
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "checkpoint_every"):
@@ -64,8 +65,8 @@ class TrainConfig:
                 raise InvalidInput(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not isinstance(self.refresh_every, int) or self.refresh_every < 0:
             raise InvalidInput(f"refresh_every must be 0 (never) or a positive number of steps, got {self.refresh_every!r}")
-        if not self.learning_rate > 0 or not 0 <= self.warmup_ratio < 1:
-            raise InvalidInput("learning_rate must be > 0 and warmup_ratio in [0, 1)")
+        if not self.learning_rate > 0 or not self.pooling_learning_rate > 0 or not 0 <= self.warmup_ratio < 1:
+            raise InvalidInput("learning_rate and pooling_learning_rate must be > 0 and warmup_ratio in [0, 1)")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise InvalidInput(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
 
@@ -222,11 +223,18 @@ class Trainer:
         return bool(self.config.patience) and state["bad_evaluations"] >= self.config.patience
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
-        decay, no_decay = [], []
+        decay, no_decay, pooling = [], [], []
         for name, parameter in self.model.named_parameters():
-            if parameter.requires_grad:
+            if not parameter.requires_grad:
+                continue
+            if name == "pooling_weight":
+                pooling.append(parameter)
+            else:
                 (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
-        return [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if pooling:
+            groups.append({"params": pooling, "weight_decay": 0.0, "lr": self.config.pooling_learning_rate})
+        return groups
 
     def _save_checkpoint(self, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]) -> None:
         partial = self.out / (CHECKPOINT + ".partial")
@@ -282,26 +290,33 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
 
 
 class _progress:  # noqa: N801 - a context manager
-    """A rich bar with loss, examples/s and ETA (or nothing)."""
+    """A rich bar with loss, examples/s and ETA; plain lines (each tenth of the run) when stderr is a file."""
 
     def __init__(self, total: int, done: int, enabled: bool) -> None:
         self.total, self.done, self.enabled = total, done, enabled
+        self.bar: Any = None
 
     def __enter__(self) -> Callable[[float, float], None]:
         if not self.enabled:
             return lambda loss, speed: None
-        from rich.console import Console
+        from bicross.progress import LineProgress, stderr_console
+
+        console = stderr_console()
+        if not console.is_terminal:
+            lines = LineProgress("training", self.total, lambda line: console.print(line, markup=False, highlight=False),
+                                 done=self.done)
+            return lambda loss, speed: lines.advance(1, f"loss {loss:.4f}, {speed:.1f} examples/s")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.4f}, {task.fields[speed]:.1f} examples/s"),
-                            TimeRemainingColumn(), console=Console(stderr=True))
+                            TimeRemainingColumn(), console=console)
         self.bar.__enter__()
         task = self.bar.add_task("training", total=self.total, completed=self.done, loss=float("nan"), speed=0.0)
         return lambda loss, speed: self.bar.update(task, advance=1, loss=loss, speed=speed)
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
+        if self.bar is not None:
             self.bar.__exit__(*exc)  # type: ignore[arg-type]
 
 

@@ -106,3 +106,24 @@ def test_train_refreshes_negatives_with_the_model_being_trained(beir: Path, tmp_
     status, _, err = run(monkeypatch, capsys, "train", "cross-encoder", beir, "--base", tiny_cross_encoder_path,
                          "--out", tmp_path / "ce", "--config", config, "--refresh-every", "2")
     assert status == 2 and "set it to 0 for cross-encoders" in " ".join(err.split())
+
+
+def test_train_learns_a_weighted_mean_pooling_that_search_uses(beir: Path, tmp_path: Path, tiny_encoder_path: Path,
+                                                               tiny_cross_encoder_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config, out = _config(tmp_path, tiny_encoder_path, tiny_cross_encoder_path), tmp_path / "run"
+    config.write_text('pooling = "learned"\n' + config.read_text())
+    status, _, err = run(monkeypatch, capsys, "train", "bi-encoder", beir, "--base", tiny_encoder_path, "--out", out,
+                         "--config", config)
+    assert status == 0, err
+    from bicross.encoders import BiEncoder
+    from bicross.models.settings import read_pooling_weight
+
+    weight = read_pooling_weight(out / "model")
+    assert weight.shape == (32,) and float(weight.abs().max()) > 0  # it moved off zero (plain mean pooling)
+    encoder = BiEncoder.load(str(out / "model"), dtype="float32")
+    assert encoder.settings.pooling == "learned" and encoder.encode_queries(["berlin"]).shape == (1, 32)
+    status, _, err = run(monkeypatch, capsys, "index", beir / "corpus.jsonl", "--index", tmp_path / "index", "--model",
+                         out / "model", "--dtype", "float32")
+    assert status == 0, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,24 @@ def test_separate_document_tower_changes_documents_only(encoder: BiEncoder, tiny
     assert asymmetric.name == f"{tiny_encoder_path}|{other_model_path}"
     assert asymmetric.fingerprint == f"{encoder.fingerprint}|{other.fingerprint}"
     assert other.fingerprint != encoder.fingerprint
+
+
+def test_a_document_subfolder_is_loaded_as_the_document_tower(encoder: BiEncoder, tiny_encoder_path: Path,
+                                                              other_model_path: Path, tmp_path: Path) -> None:
+    folder = shutil.copytree(tiny_encoder_path, tmp_path / "two-towers")
+    shutil.copytree(other_model_path, folder / "document")  # where TrainableBiEncoder.save puts a second tower
+    two_towers = BiEncoder.load(str(folder), dtype="float32")
+    other = BiEncoder.load(str(other_model_path), dtype="float32")
+    np.testing.assert_allclose(two_towers.encode_queries(TEXTS), encoder.encode_queries(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(two_towers.encode_documents(TEXTS), other.encode_documents(TEXTS), atol=1e-5)
+    assert two_towers.fingerprint == f"{encoder.fingerprint}|{other.fingerprint}"
+    explicit = BiEncoder.load(str(folder), document_model=str(tiny_encoder_path), dtype="float32")
+    np.testing.assert_allclose(explicit.encode_documents(TEXTS), encoder.encode_documents(TEXTS), atol=1e-5)
+
+
+def test_learned_pooling_without_its_weight_file_is_refused_naming_it(tiny_encoder_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"pooling 'learned' but .*1_Pooling/learned_pooling\.safetensors is missing"):
+        BiEncoder.load(str(tiny_encoder_path), dtype="float32", pooling="learned")
 
 
 def test_same_document_model_keeps_one_tower(tiny_encoder_path: Path) -> None:

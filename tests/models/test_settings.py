@@ -6,9 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from bicross.errors import InvalidInput
-from bicross.models.settings import EncoderSettings, read_encoder_settings, write_encoder_settings
+from bicross.models.settings import (
+    EncoderSettings,
+    learned_pooling_config,
+    read_encoder_settings,
+    read_pooling_weight,
+    write_encoder_settings,
+    write_pooling_weight,
+)
 
 
 def _st_folder(folder: Path, *, pooling_key: str = "pooling_mode_cls_token", normalize: bool = True,
@@ -100,3 +108,46 @@ def test_unreadable_settings_file_is_refused_naming_it(tmp_path: Path) -> None:
     (tmp_path / "modules.json").write_text("[{broken")
     with pytest.raises(InvalidInput, match=r"cannot read model settings .*modules\.json"):
         read_encoder_settings(tmp_path)
+
+
+def _learned_folder(folder: Path, hidden: int = 32, pooling_path: str = "1_Pooling") -> Path:
+    """A folder as bicross saves a learned-pooling model (config, modules.json, pooling config; no weight yet)."""
+    (folder / "config.json").write_text(json.dumps({"hidden_size": hidden}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": pooling_path, "type": "bicross.training.st_pooling.LearnedPooling"}]))
+    (folder / pooling_path).mkdir()
+    (folder / pooling_path / "config.json").write_text(json.dumps(learned_pooling_config(hidden)))
+    return folder
+
+
+def test_learned_pooling_config_is_read_as_learned(tmp_path: Path) -> None:
+    assert read_encoder_settings(_learned_folder(tmp_path)).pooling == "learned"
+
+
+@pytest.mark.parametrize("pooling_path", ["1_Pooling", "1_LearnedPooling"])  # bicross's name, then ST's own save
+def test_pooling_weight_reads_back_from_the_pooling_folder_named_in_modules_json(tmp_path: Path,
+                                                                                 pooling_path: str) -> None:
+    folder = _learned_folder(tmp_path, pooling_path=pooling_path)
+    weight = torch.linspace(-1, 1, 32)
+    write_pooling_weight(folder / pooling_path, weight.requires_grad_())
+    assert torch.equal(read_pooling_weight(folder), weight.detach())
+
+
+def test_missing_pooling_weight_is_refused_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"pooling 'learned' but .*1_Pooling/learned_pooling\.safetensors is missing"):
+        read_pooling_weight(_learned_folder(tmp_path))
+
+
+def test_pooling_weight_of_the_wrong_size_is_refused_naming_the_file(tmp_path: Path) -> None:
+    folder = _learned_folder(tmp_path, hidden=32)
+    write_pooling_weight(folder / "1_Pooling", torch.zeros(16))
+    with pytest.raises(InvalidInput, match=r"learned_pooling\.safetensors holds a weight of shape \(16,\), .*\(32,\)"):
+        read_pooling_weight(folder)
+
+
+def test_unreadable_pooling_weight_is_refused_naming_the_file(tmp_path: Path) -> None:
+    folder = _learned_folder(tmp_path)
+    (folder / "1_Pooling" / "learned_pooling.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InvalidInput, match=r"cannot read the learned pooling weight .*learned_pooling\.safetensors"):
+        read_pooling_weight(folder)
