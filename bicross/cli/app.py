@@ -418,3 +418,47 @@ def _is_usage_error(error: Exception) -> bool:
     except ImportError:  # newer typer no longer needs click
         pass
     return isinstance(error, getattr(typer, "TyperException", ())) and callable(getattr(error, "show", None))
+
+
+@app.command()
+def serve(
+    index_dirs: Annotated[list[Path], typer.Argument(help="Collection folder(s) to serve; each is named after its folder.")],
+    host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_file: Annotated[Path | None, typer.Option(
+        "--api-key-file", help="API keys, one per line: KEY (read and write) or KEY:read (search only). Also read "
+        "from $BICROSS_API_KEYS (comma-separated). With no keys, reads are open and writes refused.")] = None,
+    allow_anonymous_writes: Annotated[bool, typer.Option(
+        "--allow-anonymous-writes", help="Let requests without a key add and delete documents (trusted networks).")] = False,
+    reranker: Reranker = DEFAULT_RERANKER,
+    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="Load no cross-encoder (first-stage order only).")] = False,
+    timeout: Annotated[float, typer.Option(help="Default seconds per request; a request may set its own.")] = 30.0,
+    max_queue: Annotated[int, typer.Option(help="Model requests admitted at once; beyond: 429 with Retry-After.")] = 64,
+    max_batch_tokens: Annotated[int, typer.Option(help="Estimated tokens per micro-batch of embedding requests.")] = 8192,
+    batch_wait_ms: Annotated[float, typer.Option(help="How long an embedding request waits for company.")] = 2.0,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 beyond).")] = 2_000_000,
+    max_items: Annotated[int, typer.Option(help="Documents, queries or texts per request (413 beyond).")] = 256,
+    max_query_chars: Annotated[int, typer.Option(help="Longest query in characters (422 beyond).")] = 2_000,
+    cors_origins: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="Origin allowed to call the API from a browser (repeatable), e.g. http://localhost:3000.")] = None,
+) -> None:
+    """Serve collections over HTTP: search, rerank, embeddings, document writes, metrics (OpenAPI at /docs)."""
+    from bicross.errors import InvalidInput
+    from bicross.service import ServiceSettings, create_app, require_serve_extra
+
+    require_serve_extra()
+    import uvicorn
+
+    names = [folder.resolve().name for folder in index_dirs]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"collections are named after their folders and these repeat: {', '.join(names)}; "
+                           "rename or link a folder so each name is unique")
+    settings = ServiceSettings(
+        host=host, port=port, reranker=None if no_rerank else reranker, api_key_file=api_key_file,
+        allow_anonymous_writes=allow_anonymous_writes, cors_origins=tuple(cors_origins or ()), timeout_seconds=timeout,
+        max_queue=max_queue, max_batch_tokens=max_batch_tokens, batch_wait_ms=batch_wait_ms,
+        max_body_bytes=max_body_bytes, max_items=max_items, max_query_chars=max_query_chars)
+    service_app = create_app(dict(zip(names, index_dirs, strict=True)), settings)
+    errors.print(f"serving {', '.join(names)} on http://{host}:{port} (API docs at /docs; models load in the "
+                 "background, GET /ready says when)")
+    uvicorn.run(service_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(timeout) + 1)

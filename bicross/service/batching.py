@@ -1,0 +1,242 @@
+"""One model worker per process: a bounded admission queue, deadlines, and micro-batches of embeddings.
+
+Every request that needs a model becomes a job on one worker thread (one model copy; on a CPU, two model
+calls at once would only share the cores, and tokenizers are not safe to call from two threads at once).
+The event loop never runs a model, so /health keeps answering while a search runs.
+
+- Admission: at most `max_queue` jobs are admitted (waiting or running); one more raises QueueFull at
+  once, before any work is done (the app answers 429 with Retry-After).
+- Deadlines: a job carries its caller's deadline. If the caller stops waiting (timeout, disconnect), its
+  future is cancelled; the worker skips cancelled or expired jobs before they reach the model, and a
+  started job can no longer be cancelled (`Future.set_running_or_notify_cancel` decides, atomically).
+- Micro-batching: jobs with the same `batch_key` that are waiting together (or arrive within
+  `batch_wait_seconds` of the first) are run by one call, up to `max_batch_tokens` estimated tokens. A job
+  with another key ends the batch, so a long request is never starved by a stream of short ones. Callers
+  give no key for models whose outputs depend on their batch (dynamically quantized ONNX): their texts
+  are never mixed across requests.
+
+Shortcut: tokens are estimated as characters / 4 (tokenizing here would mean a second tokenizer call on
+another thread); the estimate only shapes batches, never results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DeadlineExceeded", "ModelWorker", "QueueFull", "estimate_tokens"]
+
+
+class QueueFull(Exception):
+    """The admission queue is full: answer 429 with `Retry-After: retry_after` seconds."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"the server is busy: {limit} model requests are already queued or running (max_queue); "
+                         f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(Exception):
+    """The caller's deadline passed before its work finished; work not yet started was dropped."""
+
+
+def estimate_tokens(texts: Sequence[str]) -> int:
+    """A rough token count for batch shaping: about four characters per token, plus [CLS] and [SEP].
+
+    >>> estimate_tokens(["abcdefgh", "ab"])
+    6
+    """
+    return sum(len(text) // 4 + 2 for text in texts)
+
+
+@dataclass
+class _Job:
+    future: Future
+    deadline: float
+    run: Callable[[], Any] | None = None  # a job of its own
+    batch_key: Hashable | None = None  # batchable jobs: merged with equal keys, run by `run_batch`
+    item: Any = None
+    tokens: int = 0
+    run_batch: Callable[[list[Any]], list[Any]] | None = None
+    abandoned: str = field(default="")  # why the caller stopped waiting ("timeout", "disconnected")
+
+
+class ModelWorker:
+    """The thread that runs every model call, behind a bounded queue.
+
+    `on_drop(reason)`, `on_batch(kind, size)` and `on_queue(length)` report to metrics; `model_lock` is held
+    around every call, so other threads (a document write embedding its texts) can share the model safely.
+    """
+
+    def __init__(self, max_queue: int, retry_after: int, batch_wait_seconds: float, max_batch_tokens: int, *,
+                 on_drop: Callable[[str], None] = lambda reason: None,
+                 on_batch: Callable[[str, int], None] = lambda kind, size: None,
+                 on_queue: Callable[[int], None] = lambda length: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_queue = max_queue
+        self.retry_after = retry_after
+        self.batch_wait_seconds = batch_wait_seconds
+        self.max_batch_tokens = max_batch_tokens
+        self.model_lock = threading.Lock()
+        self._on_drop, self._on_batch, self._on_queue = on_drop, on_batch, on_queue
+        self._clock = clock
+        self._jobs: deque[_Job] = deque()
+        self._ready = threading.Condition()
+        self._admitted = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def admitted(self) -> int:
+        """Jobs waiting or running now."""
+        return self._admitted
+
+    @property
+    def waiting(self) -> int:
+        """Jobs admitted and not yet taken by the worker."""
+        return len(self._jobs)
+
+    def start(self) -> None:
+        """Start the worker thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="bicross-model-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the running job, refuse the waiting ones, end the thread."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, run: Callable[[], Any], timeout: float) -> Future:
+        """Admit a job of its own; raise QueueFull if `max_queue` jobs are already admitted."""
+        return self._admit(_Job(Future(), self._clock() + timeout, run=run))
+
+    def submit_batchable(self, key: Hashable | None, item: Any, tokens: int, run_batch: Callable[[list[Any]], list[Any]],
+                         timeout: float) -> Future:
+        """Admit a job that may share one `run_batch(items)` call with waiting jobs of the same `key`.
+
+        `run_batch` returns one result per item, in order. `key` None: never merged (run_batch([item]) alone).
+        """
+        job = _Job(Future(), self._clock() + timeout, batch_key=key, item=item, tokens=tokens, run_batch=run_batch)
+        return self._admit(job)
+
+    async def wait(self, future: Future, timeout: float, disconnected: Awaitable[Any] | None = None) -> Any:
+        """The job's result, or DeadlineExceeded after `timeout` s (or once `disconnected` completes).
+
+        Either way the job is cancelled: if the worker has not taken it yet, it never runs.
+        """
+        waited = asyncio.wrap_future(future)
+        watcher = asyncio.ensure_future(disconnected) if disconnected is not None else None
+        try:
+            pending = {waited} if watcher is None else {waited, watcher}
+            done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if waited in done:
+                return waited.result()
+            self._abandon(future, "disconnected" if watcher is not None and watcher in done else "timeout")
+            raise DeadlineExceeded(f"no result within the request's timeout of {timeout:g} s")
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if not waited.done():
+                waited.cancel()
+
+    def _abandon(self, future: Future, reason: str) -> None:
+        with self._ready:
+            for job in self._jobs:
+                if job.future is future:
+                    job.abandoned = reason
+        future.cancel()
+
+    def _admit(self, job: _Job) -> Future:
+        with self._ready:
+            if self._stopping:
+                raise QueueFull(self.max_queue, self.retry_after)
+            if self._admitted >= self.max_queue:
+                raise QueueFull(self.max_queue, self.retry_after)
+            self._admitted += 1
+            self._jobs.append(job)
+            self._on_queue(self._admitted)
+            self._ready.notify()
+        return job.future
+
+    def _finish(self, count: int) -> None:
+        with self._ready:
+            self._admitted -= count
+            self._on_queue(self._admitted)
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs and not self._stopping:
+                    self._ready.wait()
+                if self._stopping:
+                    refused = list(self._jobs)
+                    self._jobs.clear()
+                    break
+                first = self._jobs.popleft()
+            if first.batch_key is None:
+                self._run([first])
+            else:
+                self._run(self._gather(first))
+        for job in refused:
+            job.future.cancel()
+        self._finish(len(refused))
+
+    def _gather(self, first: _Job) -> list[_Job]:
+        """`first` plus the jobs behind it with the same key, waiting up to batch_wait_seconds for more."""
+        batch, tokens = [first], first.tokens
+        until = self._clock() + self.batch_wait_seconds
+        with self._ready:
+            while tokens < self.max_batch_tokens and not self._stopping:
+                if not self._jobs:
+                    remaining = until - self._clock()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                    continue
+                following = self._jobs[0]
+                if following.batch_key != first.batch_key or tokens + following.tokens > self.max_batch_tokens:
+                    break  # first come, first served: a different job ends the batch
+                batch.append(self._jobs.popleft())
+                tokens += following.tokens
+        return batch
+
+    def _run(self, jobs: list[_Job]) -> None:
+        """Run the jobs still wanted (one call for a batch); drop the cancelled or expired ones unrun."""
+        live = []
+        now = self._clock()
+        for job in jobs:
+            if now >= job.deadline and not job.future.done():
+                job.abandoned = job.abandoned or "timeout"
+                job.future.cancel()
+            if job.future.set_running_or_notify_cancel():
+                live.append(job)
+            else:
+                self._on_drop(job.abandoned or "cancelled")
+        try:
+            if not live:
+                return
+            with self.model_lock:
+                if live[0].run is not None:
+                    results = [live[0].run()]
+                else:
+                    results = live[0].run_batch([job.item for job in live])  # type: ignore[misc]
+                    key = live[0].batch_key
+                    self._on_batch(str(key[0] if isinstance(key, tuple) else key or "unbatched"), len(live))
+            for job, result in zip(live, results, strict=True):
+                job.future.set_result(result)
+        except BaseException as error:  # noqa: BLE001 - handed to the callers, who turn it into a response
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(error)
+        finally:
+            self._finish(len(jobs))
