@@ -19,7 +19,7 @@ from bicross.service import ModelLoader, ServiceSettings, create_app
 
 __all__ = ["WAIT", "Gate", "Served", "serving", "wait_until"]
 
-WAIT = 20.0  # seconds: the most any bounded wait below may take before the test fails (never a pass condition)
+WAIT = 120.0  # seconds: the most any bounded wait below may take before the test fails (never a pass condition)
 
 
 class Gate:
