@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 # DATA: a BEIR folder; empty = ../shared/data/scifact if present, else the Python standard library's docs
 DATA   ?=
 
-.PHONY: setup demo test lint clean
+.PHONY: setup browser demo test lint clean
 
 setup: $(VENV)/.installed
 
@@ -17,10 +17,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev,offline-models,serve]"
 	touch $@
 
+# The web page tests drive Debian's chromium through Playwright (no browser download); install it if missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  sudo=""; if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi; \
+	  $$sudo apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+
 demo: setup
 	$(BIN)/bicross demo $(DATA)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -2,7 +2,7 @@
 
 Routes call bicross's own code paths (Searcher.search_many, the score cache and CrossEncoder.score,
 BiEncoder.encode, Collection.add / delete) through the model worker (batching.py); this module only
-parses, checks limits and keys, and shapes responses. OpenAPI is at /docs.
+parses, checks limits and keys, and shapes responses. OpenAPI is at /docs, the search page (static/) at /.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def create_app(collections: Mapping[str, Path | str] | Path | str, settings: Ser
     _add_error_handlers(app, service)
     _add_read_routes(app, service)
     _add_write_routes(app, service)
+    _add_page(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
@@ -71,6 +72,26 @@ def server_timing(timings_ms: Mapping[str, float]) -> str:
     'encode;dur=1.23, total;dur=3.00'
     """
     return ", ".join(f"{stage};dur={ms:.2f}" for stage, ms in timings_ms.items())
+
+
+# The page loads nothing but its own files and calls nothing but this server (works offline, no CDN).
+_PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def _add_page(app: FastAPI) -> None:
+    """The search page at / and its files under /static (bicross/service/static, shipped in the wheel)."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    static = Path(__file__).with_name("static")
+    headers = {"Content-Security-Policy": _PAGE_POLICY, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(static / "index.html", headers=headers)
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
 
 
 def _add_read_routes(app: FastAPI, service: Service) -> None:
