@@ -461,4 +461,45 @@ def serve(
     service_app = create_app(dict(zip(names, index_dirs, strict=True)), settings)
     errors.print(f"serving {', '.join(names)} on http://{host}:{port} (API docs at /docs; models load in the "
                  "background, GET /ready says when)")
+    import signal
+
+    # uvicorn handles SIGTERM (stops accepting, finishes in-flight requests), then restores this handler and
+    # raises the signal again: without it the process would die of the signal (status -15) after a clean shutdown
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(service_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(timeout) + 1)
+
+
+@app.command()
+def distill(
+    data: Annotated[Path, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv).")],
+    index_dir: Annotated[Path, typer.Option("--index", "-i", help="Collection of DATA to mine candidates from (left "
+                                            "unchanged; a bi-encoder student's index goes to OUT/index).")],
+    student: Annotated[str, typer.Option("--student", help="Model to train: hub id or folder (bi-encoder, or a "
+                                         "cross-encoder with --kind cross-encoder).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: candidates, teacher scores, labels, "
+                                      "checkpoints, log, model/, index/.")],
+    teacher: Annotated[str | None, typer.Option(help="Teacher cross-encoder (default: the packaged "
+                                                "ms-marco-MiniLM-L-12-v2; a fine-tuned one is better).")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="What the student is: bi-encoder | cross-encoder.")] = "bi-encoder",
+    layers: Annotated[int | None, typer.Option("--layers", help="Cross-encoder students: keep this many of the "
+                                               "student checkpoint's layers, evenly spaced (0: all).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these settings "
+                                                "(train, mining and loss tables, top-level keys).")] = None,
+    loss: Annotated[str | None, typer.Option(help="margin_mse (default) | listwise_kl | mse.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="listwise_kl temperature (default 1).")] = None,
+    label_weight: Annotated[float | None, typer.Option(help="Weight of a loss on the qrels labels added to the "
+                                                       "distillation loss (default 0).")] = None,
+    count: Annotated[int | None, typer.Option(help="Candidates mined per (query, positive) (default 4).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training examples (default 3).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 32).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the dev split, order and initialisation.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 (autocast).")] = None,
+) -> None:
+    """Distil a cross-encoder into a bi-encoder or a smaller cross-encoder on DATA's train split (dev held out)."""
+    from bicross.cli.distill import load_distill_config, run_distill
+
+    options = {"teacher": teacher, "student_layers": layers, "kind": loss, "temperature": temperature,
+               "label_weight": label_weight, "count": count, "epochs": epochs, "batch_size": batch_size,
+               "learning_rate": learning_rate, "seed": seed, "dtype": dtype}
+    run_distill(kind, data, student, out, index_dir, load_distill_config(config, options), console)

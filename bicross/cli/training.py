@@ -11,7 +11,7 @@ from rich.console import Console
 
 from bicross.errors import InvalidInput
 
-__all__ = ["load_recipe", "run_mine", "run_train"]
+__all__ = ["load_recipe", "read_toml", "refuse_unknown", "run_mine", "run_train", "setting_names"]
 
 
 def load_recipe(config_file: Path | None, options: dict[str, Any]):
@@ -23,19 +23,19 @@ def load_recipe(config_file: Path | None, options: dict[str, Any]):
 
     values: dict[str, Any] = {}
     if config_file is not None:
-        values = _read_toml(config_file)
+        values = read_toml(config_file)
     recipe = Recipe()
     sections = {"train": (TrainConfig, recipe.train), "mining": (MiningConfig, recipe.mining)}
     top = {key: value for key, value in values.items() if key not in sections}
     parts: dict[str, Any] = {}
     for name, (kind, default) in sections.items():
         given = dict(values.get(name, {}))
-        given.update({key: value for key, value in options.items() if value is not None and key in _names(kind)
-                      and key not in _names(Recipe)})
-        _refuse_unknown(given, kind, f"[{name}]")
+        given.update({key: value for key, value in options.items() if value is not None and key in setting_names(kind)
+                      and key not in setting_names(Recipe)})
+        refuse_unknown(given, kind, f"[{name}]")
         parts[name] = replace(default, **given)
-    top.update({key: value for key, value in options.items() if value is not None and key in _names(Recipe)})
-    _refuse_unknown(top, Recipe, "top level")
+    top.update({key: value for key, value in options.items() if value is not None and key in setting_names(Recipe)})
+    refuse_unknown(top, Recipe, "top level")
     return replace(recipe, **top, **parts)
 
 
@@ -78,17 +78,17 @@ def run_mine(data: Path, index: Path, out: Path, config, teacher: str | None, sp
                   + (f"; the guard dropped {report.dropped_share:.1%} of {report.candidates} candidates" if guard else ""))
 
 
-def _names(kind: type) -> set[str]:
+def setting_names(kind: type) -> set[str]:
     return {field.name for field in fields(kind)}
 
 
-def _refuse_unknown(values: dict[str, Any], kind: type, where: str) -> None:
-    unknown = sorted(set(values) - _names(kind))
+def refuse_unknown(values: dict[str, Any], kind: type, where: str) -> None:
+    unknown = sorted(set(values) - setting_names(kind))
     if unknown:
-        raise InvalidInput(f"unknown {where} setting(s) {unknown}; known: {sorted(_names(kind))}")
+        raise InvalidInput(f"unknown {where} setting(s) {unknown}; known: {sorted(setting_names(kind))}")
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python 3.10

@@ -3,7 +3,7 @@
 Bi-encoder: `info_nce` (in-batch negatives plus hard negatives, as sentence-transformers'
 MultipleNegativesRankingLoss) and `triplet_loss`. Cross-encoder, on logits: `binary_cross_entropy`,
 `mse_on_sigmoid`, `pairwise_margin`, `listwise_softmax`. Distillation from a teacher's scores: `margin_mse`,
-`listwise_kl`. Every function returns the mean over its batch as a scalar tensor.
+`listwise_kl`, `score_mse`. Every function returns the mean over its batch as a scalar tensor.
 
 Shortcuts, on purpose: shapes and arguments are checked, embeddings and logits are not scanned for NaN
 (that would synchronise the GPU on every step; a NaN loss shows it anyway); labels are range-checked
@@ -32,6 +32,7 @@ __all__ = [
     "margin_mse",
     "mse_on_sigmoid",
     "pairwise_margin",
+    "score_mse",
     "triplet_loss",
 ]
 
@@ -309,6 +310,29 @@ def listwise_kl(
     teacher_probs = teacher_log_probs.exp() * valid  # exp(0) = 1 at masked entries: zero them
     kl = (teacher_probs * (teacher_log_probs - student_log_probs)).sum(dim=1)  # (Q,)
     return kl.mean() * temperature**2
+
+
+def score_mse(student_scores: Tensor, teacher_scores: Tensor) -> Tensor:
+    """Pointwise distillation: mean squared error between the student's and the teacher's scores of the same pairs.
+
+    The student copies the teacher's scale as well as its order, so it fits a student that starts from the
+    teacher's own weights (a cross-encoder with layers removed); for a student on another scale (a bi-encoder's
+    cosine) use `margin_mse`. Equals sentence-transformers' cross-encoder MSELoss on logits. Teacher scores are
+    targets: no gradient flows to them.
+
+    Args:
+        student_scores: `(n,)` or `(Q, C)` student scores.
+        teacher_scores: teacher scores of the same pairs, same shape.
+
+    >>> score_mse(torch.tensor([[1.0, -1.0]]), torch.tensor([[3.0, -1.0]])).item()  # (2^2 + 0) / 2
+    2.0
+    """
+    _check_tensor("student_scores", student_scores)
+    if student_scores.ndim not in (1, 2) or student_scores.numel() == 0:
+        raise InvalidInput(f"student_scores must be a non-empty (n,) or (queries, candidates) tensor, got "
+                           f"{tuple(student_scores.shape)}")
+    _check_same_shape("teacher_scores", teacher_scores, "student_scores", student_scores)
+    return (student_scores - teacher_scores.detach().to(student_scores.dtype)).square().mean()
 
 
 def _masked_log_softmax(scores: Tensor, valid: Tensor) -> Tensor:

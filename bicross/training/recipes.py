@@ -28,7 +28,8 @@ from bicross.training.mining import MiningConfig, MiningReport, mine_hard_negati
 from bicross.training.models import TrainableBiEncoder, TrainableCrossEncoder
 from bicross.training.trainer import TrainConfig, Trainer, TrainResult
 
-__all__ = ["Recipe", "RecipeResult", "live_bi_encoder", "live_cross_encoder", "train_model"]
+__all__ = ["CachedTeacher", "Recipe", "RecipeResult", "cached_json", "dev_pool", "dev_rerank", "dev_retrieval",
+           "evaluate_in_eval_mode", "live_bi_encoder", "live_cross_encoder", "train_model"]
 
 Kind = Literal["bi-encoder", "cross-encoder"]
 
@@ -81,7 +82,7 @@ def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe
     else:
         first_encoder = BiEncoder.load(base if kind == "bi-encoder" else recipe.first_stage_model)
         collection = _collection(out / "base-index", documents, first_encoder, show_progress)
-    teacher = _CachedTeacher(CrossEncoder.load(recipe.teacher, max_length=recipe.max_length),
+    teacher = CachedTeacher(CrossEncoder.load(recipe.teacher, max_length=recipe.max_length),
                              out / "teacher-scores.json") if recipe.guard else None
     report = None
     if not (out / "negatives.done").is_file():
@@ -91,22 +92,22 @@ def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe
             teacher.save()
         (out / "negatives.done").write_text(json.dumps(asdict(report)) + "\n")
     examples = _with_negatives(read_contrastive_jsonl(out / "negatives.jsonl"), recipe.negatives_per_example)
-    dev_pool = _dev_pool(collection, first_encoder, dev_queries, recipe.dev_depth)
+    pool = dev_pool(collection, first_encoder, dev_queries, recipe.dev_depth)
     refresh = None
     if kind == "bi-encoder":
         model: Any = TrainableBiEncoder.from_pretrained(base, max_length=recipe.max_length, pooling=recipe.pooling)
-        step, evaluate = _bi_encoder_step(model, recipe), lambda: _dev_retrieval(model, dev_queries, dev_pool, documents)
+        step, evaluate = _bi_encoder_step(model, recipe), lambda: dev_retrieval(model, dev_queries, pool, documents)
         refresh = _refresher(model, documents, train_queries, recipe, teacher, out / "run" / "refresh", show_progress)
     elif recipe.train.refresh_every:
         raise InvalidInput("refresh_every re-mines negatives with the bi-encoder being trained; a cross-encoder's "
                            "candidates come from a fixed first stage, so set it to 0 for cross-encoders")
     else:
         model = TrainableCrossEncoder.from_pretrained(base, max_length=recipe.max_length)
-        step, evaluate = _cross_encoder_step(model), lambda: _dev_rerank(model, dev_queries, dev_pool, documents)
+        step, evaluate = _cross_encoder_step(model), lambda: dev_rerank(model, dev_queries, pool, documents)
     card = _card(kind, base, data, recipe, command, len(examples), len(dev_queries))
     trainer = Trainer(model, recipe.train, out / "run", step, evaluate,
                       save_best=lambda folder: model.save(folder, card), show_progress=show_progress, refresh=refresh)
-    dev_before = _cached(out / "dev_before.json", lambda: _evaluate_eval_mode(model, evaluate))
+    dev_before = cached_json(out / "dev_before.json", lambda: evaluate_in_eval_mode(model, evaluate))
     result = trainer.fit(examples)
     final = out / "model"
     if (out / "run" / "best").is_dir():
@@ -117,7 +118,7 @@ def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe
         shutil.copytree(out / "run" / "best", final)
     return RecipeResult(final, result, report, dev_before, result.best_metric,
                         {"train_queries": len(train_queries), "dev_queries": len(dev_queries),
-                         "examples": len(examples), "dev_pool": len(dev_pool)})
+                         "examples": len(examples), "dev_pool": len(pool)})
 
 
 def live_bi_encoder(model: TrainableBiEncoder):
@@ -191,7 +192,7 @@ def _cross_encoder_step(model: TrainableCrossEncoder):
     return step
 
 
-class _CachedTeacher:
+class CachedTeacher:
     """The guard's cross-encoder behind a score cache kept in the run folder: a refresh (or a rerun) that meets a
     (query, candidate) pair again does not score it again."""
 
@@ -209,7 +210,7 @@ class _CachedTeacher:
 
 
 def _refresher(model: TrainableBiEncoder, documents: dict, queries: Sequence[JudgedQuery], recipe: Recipe,
-               teacher: _CachedTeacher | None, folder: Path, show_progress: bool):
+               teacher: CachedTeacher | None, folder: Path, show_progress: bool):
     """`refresh(step, examples)` for the Trainer: embed the corpus with the model being trained, mine again
     with the same window and guard, and swap each (query, positive)'s negatives for the new ones. What step R
     mined is kept in `folder/step-R` (the index is deleted once mined), so a resumed run reads it back."""
@@ -269,7 +270,7 @@ def _collection(folder: Path, documents: dict, encoder, show_progress: bool):
     return Collection.build(folder, corpus, encoder, show_progress=show_progress)
 
 
-def _dev_pool(collection, encoder, dev_queries: Sequence[JudgedQuery], depth: int) -> dict[str, list[str]]:
+def dev_pool(collection, encoder, dev_queries: Sequence[JudgedQuery], depth: int) -> dict[str, list[str]]:
     """Per dev query, its first-stage top `depth` ids (the candidates it is reranked over)."""
     from bicross.retrieval import FirstStageConfig, retrieve
 
@@ -278,7 +279,7 @@ def _dev_pool(collection, encoder, dev_queries: Sequence[JudgedQuery], depth: in
             for q, (ids, _) in zip(dev_queries, ranked, strict=True)}
 
 
-def _dev_retrieval(model: TrainableBiEncoder, dev_queries, pool: dict[str, list[str]], documents) -> dict[str, float]:
+def dev_retrieval(model: TrainableBiEncoder, dev_queries, pool: dict[str, list[str]], documents) -> dict[str, float]:
     """Dense retrieval over the dev pool (every dev query's candidates and positives, as one small corpus)."""
     from bicross.evaluation import evaluate
     from bicross.scoring.similarity import top_k_rows
@@ -294,7 +295,7 @@ def _dev_retrieval(model: TrainableBiEncoder, dev_queries, pool: dict[str, list[
     return evaluate(run, {q.query_id: dict(q.judgments) for q in dev_queries}, ["ndcg@10", "mrr@10", "recall@100"]).mean
 
 
-def _dev_rerank(model: TrainableCrossEncoder, dev_queries, pool: dict[str, list[str]], documents) -> dict[str, float]:
+def dev_rerank(model: TrainableCrossEncoder, dev_queries, pool: dict[str, list[str]], documents) -> dict[str, float]:
     """The dev queries' first-stage candidates reordered by the model's scores alone."""
     from bicross.evaluation import evaluate
 
@@ -305,13 +306,13 @@ def _dev_rerank(model: TrainableCrossEncoder, dev_queries, pool: dict[str, list[
     return evaluate(run, {q.query_id: dict(q.judgments) for q in dev_queries}, ["ndcg@10", "mrr@10"]).mean
 
 
-def _evaluate_eval_mode(model: torch.nn.Module, evaluate) -> dict[str, float]:
+def evaluate_in_eval_mode(model: torch.nn.Module, evaluate) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         return evaluate()
 
 
-def _cached(path: Path, compute) -> dict[str, float]:
+def cached_json(path: Path, compute) -> dict[str, float]:
     if path.is_file():
         return json.loads(path.read_text())
     value = compute()

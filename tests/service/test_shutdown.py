@@ -16,7 +16,6 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 from serving import WAIT, wait_until
 
 from bicross.index.collection import Collection
