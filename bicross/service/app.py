@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from bicross.errors import BicrossError, IndexLocked, IndexMismatch, InvalidInput
 from bicross.service import schemas as s
 from bicross.service.auth import Access, Denied
-from bicross.service.batching import DeadlineExceeded, QueueFull, estimate_tokens
+from bicross.service.batching import DeadlineExceeded, QueueFull, ShuttingDown, estimate_tokens
 from bicross.service.limits import BodySizeLimit, LimitExceeded, check_items, check_query
 from bicross.service.metrics import CONTENT_TYPE, RequestMetrics
+from bicross.service.openapi import MODEL_ERRORS, READ_ERRORS, WRITE_ERRORS, errors, limited_openapi
 from bicross.service.served import ServedCollection
 from bicross.service.settings import ModelLoader, ServiceSettings
 from bicross.service.state import NotReady, Service, UnknownCollection, elapsed_ms, served_collections
@@ -53,6 +54,7 @@ def create_app(collections: Mapping[str, Path | str] | Path | str, settings: Ser
 
     app = FastAPI(title="bicross", summary="Search, rerank and embed with bicross collections", lifespan=lifespan)
     app.state.service = service
+    app.openapi = limited_openapi(app, settings)  # type: ignore[method-assign]
     _add_error_handlers(app, service)
     _add_read_routes(app, service)
     _add_write_routes(app, service)
@@ -102,7 +104,8 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
         """Liveness: the process answers (models may still be loading)."""
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", response_model=None, responses={200: {"model": s.ReadyOut, "description": "Models loaded"},
+                                                       503: {"model": s.ReadyOut, "description": "Not yet (or failed)"}})
     async def ready() -> JSONResponse:
         """Readiness: 200 once the collections are open and the models loaded, 503 before (or on failure)."""
         if service.ready:
@@ -110,7 +113,7 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
         return JSONResponse({"status": "failed" if service.load_error else "loading", "detail": service.load_error},
                             status_code=503, headers={"Retry-After": str(settings.retry_after_seconds)})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus exposition."""
         cache = service.cache
@@ -118,7 +121,7 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
                                       service.documents_by_collection())
         return Response(text, media_type=CONTENT_TYPE)
 
-    @app.get("/collections", response_model=s.CollectionsOut)
+    @app.get("/collections", response_model=s.CollectionsOut, responses=errors(401, 503))
     async def collections(request: Request) -> s.CollectionsOut:
         """Every served collection, with what `bicross info` shows."""
         service.authorize(request.headers.get("authorization"), Access.READ)
@@ -126,7 +129,7 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
         return s.CollectionsOut(collections=[s.CollectionInfo(**served.info(), reranker=settings.reranker)
                                              for served in service.collections.values()])
 
-    @app.get("/documents/{document_id}", response_model=s.DocumentOut)
+    @app.get("/documents/{document_id}", response_model=s.DocumentOut, responses=errors(*READ_ERRORS))
     async def get_document(document_id: str, request: Request, collection: str | None = None) -> s.DocumentOut:
         """One stored document by id (404 if there is none)."""
         service.authorize(request.headers.get("authorization"), Access.READ)
@@ -138,14 +141,14 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
         document = served.snapshot.document(document_id)
         return s.DocumentOut(id=document.id, text=document.text, title=document.title, metadata=document.metadata)
 
-    @app.post("/search", response_model=s.SearchOut)
+    @app.post("/search", response_model=s.SearchOut, responses=errors(*MODEL_ERRORS))
     async def search(body: s.SearchRequest, request: Request, response: Response) -> s.SearchOut:
         """Search one query: hits with first-stage and final ranks, scores and per-stage milliseconds."""
-        results = await _search(service, [body.query], body, request)
+        results = await _search(service, [body.query], body, request, shadowable=True, query_id=body.query_id)
         response.headers["Server-Timing"] = server_timing(results[0].timings_ms)
         return results[0]
 
-    @app.post("/search/batch", response_model=s.SearchBatchOut)
+    @app.post("/search/batch", response_model=s.SearchBatchOut, responses=errors(*MODEL_ERRORS))
     async def search_batch(body: s.SearchBatchRequest, request: Request, response: Response) -> s.SearchBatchOut:
         """Search several queries together (one encoder batch, one reranker job)."""
         check_items(len(body.queries), "queries", settings.max_items)
@@ -159,12 +162,12 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
         response.headers["Server-Timing"] = server_timing(totals)
         return s.SearchBatchOut(results=results, timings_ms=totals)
 
-    @app.post("/rerank", response_model=s.RerankOut, response_model_exclude_none=True)
+    @app.post("/rerank", response_model=s.RerankOut, response_model_exclude_none=True, responses=errors(*MODEL_ERRORS))
     async def rerank(body: s.RerankRequest, request: Request, response: Response) -> s.RerankOut:
         """Cohere / Jina rerank: the documents' indexes and relevance scores, best first."""
         return await _rerank(service, body, request, response)
 
-    @app.post("/v1/embeddings", response_model=s.EmbeddingsOut)
+    @app.post("/v1/embeddings", response_model=s.EmbeddingsOut, responses=errors(*MODEL_ERRORS))
     async def embeddings(body: s.EmbeddingsRequest, request: Request, response: Response) -> s.EmbeddingsOut:
         """OpenAI embeddings with the collection's bi-encoder; concurrent requests share forward passes."""
         return await _embed(service, body, request, response)
@@ -175,7 +178,7 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
 
     settings = service.settings
 
-    @app.post("/documents", response_model=s.WriteOut)
+    @app.post("/documents", response_model=s.WriteOut, responses=errors(*WRITE_ERRORS))
     async def add_documents(body: s.DocumentsRequest, request: Request) -> s.WriteOut:
         """Add documents, replacing those with the same ids, in one commit; searches go on meanwhile."""
         from bicross.types import Document
@@ -189,7 +192,7 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
         return s.WriteOut(collection=served.name, added=changes.added, updated=changes.updated, deleted=0,
                           count=changes.count, generation=changes.generation)
 
-    @app.delete("/documents", response_model=s.WriteOut)
+    @app.delete("/documents", response_model=s.WriteOut, responses=errors(*WRITE_ERRORS))
     async def delete_documents(body: s.DeleteRequest, request: Request) -> s.WriteOut:
         """Delete documents by id in one commit (an unknown id deletes none)."""
         service.authorize(request.headers.get("authorization"), Access.WRITE)
@@ -201,7 +204,9 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
                           generation=changes.generation)
 
 
-async def _search(service: Service, queries: list[str], body: s.SearchOptions, request: Request) -> list[s.SearchOut]:
+async def _search(service: Service, queries: list[str], body: s.SearchOptions, request: Request,
+                  shadowable: bool = False, query_id: str | None = None) -> list[s.SearchOut]:
+    """Search `queries` with the request's knobs; `shadowable` (a one-query /search): offer it to shadow A/B."""
     from bicross.index.filters import parse_filter_expressions
     from bicross.models.tokenization import check_texts
     from bicross.search import SearchConfig
@@ -228,7 +233,14 @@ async def _search(service: Service, queries: list[str], body: s.SearchOptions, r
     def job() -> tuple[list[Any], float]:
         queued = elapsed_ms(submitted)
         searcher = served.searcher(service.reranker, config, service.cache)  # type: ignore[arg-type]
-        return searcher.search_many(queries, rerank=reranking, filters=filters), queued
+        results = searcher.search_many(queries, rerank=reranking, filters=filters)
+        shadow = service.shadow
+        if shadowable and shadow is not None and shadow.wants(queries[0]):
+            try:  # queued here, on the worker, so it runs after this search and never before the response
+                shadow.offer(served, service.reranker, results[0], config, reranking, filters, query_id)
+            except Exception:  # noqa: BLE001 - a shadow problem never fails the query itself
+                service.metrics.shadow_failed.inc()
+        return results, queued
 
     results, queued_ms = await service.run_model(lambda timeout: service.worker.submit(job, timeout),
                                                  service.timeout(body.timeout), request.receive)
@@ -370,6 +382,7 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
     app.add_exception_handler(QueueFull, queue_full)
     app.add_exception_handler(DeadlineExceeded, handler(504))
     app.add_exception_handler(NotReady, handler(503, retry))
+    app.add_exception_handler(ShuttingDown, handler(503, retry))
     app.add_exception_handler(UnknownCollection, handler(404))
     app.add_exception_handler(InvalidInput, handler(422))
     app.add_exception_handler(IndexLocked, handler(409, retry))

@@ -9,6 +9,9 @@ The event loop never runs a model, so /health keeps answering while a search run
 - Deadlines: a job carries its caller's deadline. If the caller stops waiting (timeout, disconnect), its
   future is cancelled; the worker skips cancelled or expired jobs before they reach the model, and a
   started job can no longer be cancelled (`Future.set_running_or_notify_cancel` decides, atomically).
+- Background work (shadow A/B searches, shadow.py): at most `max_background` jobs wait, one more is
+  refused (`submit_background` returns False, the caller counts it skipped); the worker runs one only
+  when no request is waiting, so a request only ever waits for a background job already running.
 - Micro-batching: jobs with the same `batch_key` that are waiting together (or arrive within
   `batch_wait_seconds` of the first) are run by one call, up to `max_batch_tokens` estimated tokens. A job
   with another key ends the batch, so a long request is never starved by a stream of short ones. Callers
@@ -30,7 +33,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DeadlineExceeded", "ModelWorker", "QueueFull", "estimate_tokens"]
+__all__ = ["DeadlineExceeded", "ModelWorker", "QueueFull", "ShuttingDown", "estimate_tokens"]
 
 
 class QueueFull(Exception):
@@ -44,6 +47,10 @@ class QueueFull(Exception):
 
 class DeadlineExceeded(Exception):
     """The caller's deadline passed before its work finished; work not yet started was dropped."""
+
+
+class ShuttingDown(Exception):
+    """The server is stopping: work admitted but not started is refused (503 with Retry-After)."""
 
 
 def estimate_tokens(texts: Sequence[str]) -> int:
@@ -78,7 +85,7 @@ class ModelWorker:
                  on_drop: Callable[[str], None] = lambda reason: None,
                  on_batch: Callable[[str, int], None] = lambda kind, size: None,
                  on_queue: Callable[[int], None] = lambda length: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_background: int = 0) -> None:
         self.max_queue = max_queue
         self.retry_after = retry_after
         self.batch_wait_seconds = batch_wait_seconds
@@ -87,6 +94,8 @@ class ModelWorker:
         self._on_drop, self._on_batch, self._on_queue = on_drop, on_batch, on_queue
         self._clock = clock
         self._jobs: deque[_Job] = deque()
+        self.max_background = max_background
+        self._background: deque[Callable[[], None]] = deque()
         self._ready = threading.Condition()
         self._admitted = 0
         self._stopping = False
@@ -101,6 +110,11 @@ class ModelWorker:
     def waiting(self) -> int:
         """Jobs admitted and not yet taken by the worker."""
         return len(self._jobs)
+
+    @property
+    def background_waiting(self) -> int:
+        """Background jobs queued and not yet started."""
+        return len(self._background)
 
     def start(self) -> None:
         """Start the worker thread (once)."""
@@ -129,6 +143,18 @@ class ModelWorker:
         job = _Job(Future(), self._clock() + timeout, batch_key=key, item=item, tokens=tokens, run_batch=run_batch)
         return self._admit(job)
 
+    def submit_background(self, run: Callable[[], None]) -> bool:
+        """Queue `run` to go when no request is waiting; False (not queued) if `max_background` already wait.
+
+        `run` reports its own outcome (its exceptions are swallowed: background work never stops the worker).
+        """
+        with self._ready:
+            if self._stopping or len(self._background) >= self.max_background:
+                return False
+            self._background.append(run)
+            self._ready.notify()
+        return True
+
     async def wait(self, future: Future, timeout: float, disconnected: Awaitable[Any] | None = None) -> Any:
         """The job's result, or DeadlineExceeded after `timeout` s (or once `disconnected` completes).
 
@@ -140,6 +166,8 @@ class ModelWorker:
             pending = {waited} if watcher is None else {waited, watcher}
             done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if waited in done:
+                if waited.cancelled():  # the worker dropped it unrun: its deadline passed while it waited
+                    raise DeadlineExceeded(f"no result within the request's timeout of {timeout:g} s")
                 return waited.result()
             self._abandon(future, "disconnected" if watcher is not None and watcher in done else "timeout")
             raise DeadlineExceeded(f"no result within the request's timeout of {timeout:g} s")
@@ -159,7 +187,7 @@ class ModelWorker:
     def _admit(self, job: _Job) -> Future:
         with self._ready:
             if self._stopping:
-                raise QueueFull(self.max_queue, self.retry_after)
+                raise ShuttingDown("the server is shutting down; retry on another instance or once it is back")
             if self._admitted >= self.max_queue:
                 raise QueueFull(self.max_queue, self.retry_after)
             self._admitted += 1
@@ -175,21 +203,37 @@ class ModelWorker:
 
     def _loop(self) -> None:
         while True:
+            background: Callable[[], None] | None = None
             with self._ready:
-                while not self._jobs and not self._stopping:
+                while not self._jobs and not self._background and not self._stopping:
                     self._ready.wait()
                 if self._stopping:
                     refused = list(self._jobs)
                     self._jobs.clear()
+                    self._background.clear()
                     break
-                first = self._jobs.popleft()
-            if first.batch_key is None:
+                if self._jobs:
+                    first = self._jobs.popleft()
+                else:  # requests first: background work runs only when none waits
+                    background = self._background.popleft()
+            if background is not None:
+                self._run_background(background)
+            elif first.batch_key is None:
                 self._run([first])
             else:
                 self._run(self._gather(first))
         for job in refused:
-            job.future.cancel()
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ShuttingDown("the server is shutting down before this request could run"))
         self._finish(len(refused))
+
+    def _run_background(self, run: Callable[[], None]) -> None:
+        """Run one background job under the model lock (not the queue's: requests keep being admitted)."""
+        try:
+            with self.model_lock:
+                run()
+        except Exception:  # noqa: BLE001, S110 - the job reports its own failures; the worker goes on
+            pass
 
     def _gather(self, first: _Job) -> list[_Job]:
         """`first` plus the jobs behind it with the same key, waiting up to batch_wait_seconds for more."""

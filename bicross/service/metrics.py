@@ -14,10 +14,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: tiny-model calls take ~1 ms, a reranked default search on 2 cores ~1.5 s.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_OVERLAP_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# shadow minus main, seconds: negative when the shadow pipeline is the faster one
+_DELTA_BUCKETS = (-2.5, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class ServiceMetrics:
-    """Request counts, per-stage latency, queue length, batch sizes, dropped work, cache hits, documents."""
+    """Request counts, per-stage latency, queue length, batch sizes, dropped work, cache hits, documents, shadow A/B."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -41,6 +44,16 @@ class ServiceMetrics:
                                 registry=registry)
         self.cache_misses = Gauge("bicross_score_cache_misses", "Cross-encoder score cache misses since start",
                                   registry=registry)
+        self.shadow_runs = Counter("bicross_shadow_runs", "Shadow A/B searches run and logged", registry=registry)
+        self.shadow_skipped = Counter("bicross_shadow_skipped", "Sampled queries not shadowed: shadow_max_queued "
+                                      "shadow searches were already waiting", registry=registry)
+        self.shadow_failed = Counter("bicross_shadow_failed", "Shadow searches that raised", registry=registry)
+        self.shadow_overlap = Histogram("bicross_shadow_overlap_at_10", "Share of the top 10 the main and shadow "
+                                        "pipelines agree on, per shadowed query", buckets=_OVERLAP_BUCKETS,
+                                        registry=registry)
+        self.shadow_latency_delta = Histogram("bicross_shadow_latency_delta_seconds", "Shadow pipeline minus main "
+                                              "pipeline seconds, per shadowed query", buckets=_DELTA_BUCKETS,
+                                              registry=registry)
         self.documents = Gauge("bicross_documents", "Live documents per collection", ("collection",),
                                registry=registry)
 
@@ -53,6 +66,12 @@ class ServiceMetrics:
         """Record (stage, seconds) pairs of one query."""
         for stage, seconds in stages:
             self.stage_seconds.labels(stage).observe(seconds)
+
+    def observe_shadow(self, overlap_at_10: float, latency_delta_seconds: float) -> None:
+        """Record one finished shadow search."""
+        self.shadow_runs.inc()
+        self.shadow_overlap.observe(overlap_at_10)
+        self.shadow_latency_delta.observe(latency_delta_seconds)
 
     def render(self, cache_hits: int, cache_misses: int, documents: dict[str, int]) -> bytes:
         """The exposition text, with the gauges read from their sources first."""

@@ -7,19 +7,35 @@ here, because they are settings and the schema is fixed at import.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CollectionInfo", "CollectionsOut", "DeleteRequest", "DocumentIn", "DocumentOut", "DocumentsRequest",
-    "EmbeddingItem", "EmbeddingsOut", "EmbeddingsRequest", "EmbeddingsUsage", "HitOut", "RerankDocument",
-    "RerankOut", "RerankRequest", "RerankResult", "SearchBatchOut", "SearchBatchRequest", "SearchOut",
-    "SearchRequest", "WriteOut",
+    "EmbeddingItem", "EmbeddingsOut", "EmbeddingsRequest", "EmbeddingsUsage", "ErrorOut", "HitOut", "ReadyOut",
+    "RerankDocument", "RerankOut", "RerankRequest", "RerankResult", "SearchBatchOut", "SearchBatchRequest",
+    "SearchOut", "SearchRequest", "WriteOut",
 ]
 
 Timeout = Field(default=None, gt=0, description="Seconds this request may take (default: the server's --timeout).")
 CollectionName = Field(default=None, description="Collection to use (default: the only one served).")
+
+
+class ErrorOut(BaseModel):
+    """Every refusal (4xx) and server-side failure (5xx): what went wrong and how to fix it.
+
+    `detail` is a sentence, or for a body that does not match this schema, pydantic's list of field errors.
+    """
+
+    detail: str | list[dict[str, Any]]
+
+
+class ReadyOut(BaseModel):
+    """GET /ready: `ready` (200), or `loading` / `failed` with the load error (503)."""
+
+    status: Literal["ready", "loading", "failed"]
+    detail: str | None = None
 
 
 class _Strict(BaseModel):
@@ -36,7 +52,9 @@ class SearchOptions(_Strict):
     fusion: Literal["zscore", "minmax", "rrf"] | None = None
     rerank: bool = Field(default=True, description="False: return the first-stage order.")
     rerank_depth: int | None = Field(default=None, ge=1, description="How many candidates the cross-encoder reads.")
-    rerank_weight: float | None = Field(default=None, ge=0, description="Final = z(rerank) + w * z(first stage).")
+    # bounded so the fused score stays finite (z-scores are a few units; float32 holds up to ~3e38)
+    rerank_weight: float | None = Field(default=None, ge=0, le=1000, description="Final = z(rerank) + "
+                                        "w * z(first stage); w = 0 keeps the cross-encoder's order alone.")
     filters: list[str] = Field(default_factory=list, description="Metadata filters as on the command line: "
                                "'year>=2010', 'journal=Nature,Cell', 'lang!=en'.")
     timeout: float | None = Timeout
@@ -46,12 +64,14 @@ class SearchRequest(SearchOptions):
     """POST /search."""
 
     query: str
+    query_id: str | None = Field(default=None, max_length=200, pattern=r"^\S+$", description="Your id for this "
+                                 "query (no spaces), kept in the shadow A/B log so its TREC runs can be judged on qrels.")
 
 
 class SearchBatchRequest(SearchOptions):
     """POST /search/batch: several queries with one set of knobs, searched together."""
 
-    queries: list[str]
+    queries: list[str] = Field(min_length=1)
 
 
 class HitOut(BaseModel):
@@ -96,7 +116,7 @@ class RerankRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")  # their clients send fields we do not use (max_chunks_per_doc)
     query: str
-    documents: list[str | RerankDocument]
+    documents: list[str | RerankDocument] = Field(min_length=1)
     top_n: int | None = Field(default=None, ge=1)
     return_documents: bool = False
     model: str | None = Field(default=None, description="The server's cross-encoder name, or omitted.")
@@ -123,7 +143,7 @@ class EmbeddingsRequest(BaseModel):
     """POST /v1/embeddings, OpenAI shape (plus `input_type` for models with query / document prefixes)."""
 
     model_config = ConfigDict(extra="ignore")  # e.g. `user`
-    input: str | list[str]
+    input: str | Annotated[list[str], Field(min_length=1)]
     model: str | None = Field(default=None, description="The collection's bi-encoder name, or omitted.")
     encoding_format: Literal["float", "base64"] = "float"
     input_type: Literal["query", "document"] = "document"
@@ -176,14 +196,14 @@ class DocumentOut(BaseModel):
 class DocumentsRequest(_Strict):
     """POST /documents."""
 
-    documents: list[DocumentIn]
+    documents: list[DocumentIn] = Field(min_length=1)
     collection: str | None = CollectionName
 
 
 class DeleteRequest(_Strict):
     """DELETE /documents (all or nothing: one unknown id deletes none)."""
 
-    ids: list[str]
+    ids: list[str] = Field(min_length=1)
     collection: str | None = CollectionName
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from bicross.encoders.bi_encoder import BiEncoder
     from bicross.rerankers.cross_encoder import CrossEncoder
     from bicross.search import SearchConfig
+    from bicross.service.shadow import ShadowPipeline
 
 __all__ = ["ModelLoader", "ServiceSettings"]
 
@@ -27,6 +28,10 @@ class ServiceSettings:
     with `Retry-After`. `timeout_seconds` is the default per-request deadline (a request may ask for less
     or more, up to `max_timeout_seconds`); work still waiting when its deadline passes never reaches a model.
     `batch_wait_ms` / `max_batch_tokens` shape the micro-batches of embedding requests.
+
+    Shadow A/B (shadow.py): with a `shadow_pipeline`, the `shadow_share` (0..1) of /search queries picked by
+    a hash of their text and `shadow_seed` also run it in the background; at most `shadow_max_queued` wait
+    (more are skipped and counted); each pair goes to the JSONL `shadow_log` and to /metrics.
     """
 
     host: str = "127.0.0.1"
@@ -50,6 +55,11 @@ class ServiceSettings:
     max_batch_tokens: int = 8_192
     score_cache_entries: int = 100_000
     snippet_chars: int = 300
+    shadow_pipeline: ShadowPipeline | None = None
+    shadow_share: float = 0.0
+    shadow_seed: int = 0
+    shadow_log: Path | None = None
+    shadow_max_queued: int = 8
 
     def __post_init__(self) -> None:
         positive = {"max_body_bytes": self.max_body_bytes, "max_items": self.max_items,
@@ -61,6 +71,12 @@ class ServiceSettings:
             raise InvalidInput("service settings must be positive: " + ", ".join(f"{k}={v}" for k, v in wrong.items()))
         if self.batch_wait_ms < 0:
             raise InvalidInput(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+        if not 0.0 <= self.shadow_share <= 1.0:
+            raise InvalidInput(f"shadow_share is the share of queries shadowed, within [0, 1]; got {self.shadow_share}")
+        if self.shadow_share > 0 and self.shadow_pipeline is None:
+            raise InvalidInput("shadow_share > 0 needs a shadow pipeline to run: give --shadow-config FILE")
+        if self.shadow_max_queued < 1:
+            raise InvalidInput(f"shadow_max_queued must be >= 1, got {self.shadow_max_queued}")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bicross.encoders.bi_encoder import BiEncoder
     from bicross.rerankers.cache import ScoreCache
     from bicross.rerankers.cross_encoder import CrossEncoder
+    from bicross.service.shadow import Shadow
 
 __all__ = ["NotReady", "Service", "UnknownCollection", "served_collections"]
 
@@ -65,9 +66,10 @@ class Service:
             settings.max_queue, settings.retry_after_seconds, settings.batch_wait_ms / 1000, settings.max_batch_tokens,
             on_drop=lambda reason: self.metrics.dropped.labels(reason).inc(),
             on_batch=lambda kind, size: self.metrics.batch_size.labels(kind).observe(size),
-            on_queue=self.metrics.queue_length.set)
+            on_queue=self.metrics.queue_length.set, max_background=settings.shadow_max_queued)
         self.reranker: CrossEncoder | None = None
         self.cache: ScoreCache | None = None
+        self.shadow: Shadow | None = None
         self.ready = False
         self.load_error: str | None = None
 
@@ -87,9 +89,23 @@ class Service:
             if self.settings.reranker is not None:
                 self.reranker = self.loader.reranker(self.settings.reranker, self.settings.rerank_max_length)
             self.cache = ScoreCache(self.settings.score_cache_entries)
+            self.shadow = self._shadow()
             self.ready = True
         except Exception as error:  # noqa: BLE001 - reported by /ready and every model route
             self.load_error = f"{type(error).__name__}: {error}"
+
+    def _shadow(self) -> Shadow | None:
+        """The shadow A/B runner, if a shadow pipeline is set (its own score cache: see shadow.py)."""
+        from bicross.rerankers.cache import ScoreCache
+        from bicross.service.shadow import Shadow
+        from bicross.service.shadow_log import ShadowLog
+
+        settings = self.settings
+        if settings.shadow_pipeline is None:
+            return None
+        log = ShadowLog(settings.shadow_log) if settings.shadow_log is not None else None
+        return Shadow(settings.shadow_pipeline, settings.shadow_share, settings.shadow_seed, self.worker,
+                      ScoreCache(settings.score_cache_entries), self.metrics, log)
 
     def start_loading(self) -> threading.Thread:
         """Start the worker and load the models in the background."""

@@ -140,3 +140,36 @@ def test_a_write_while_another_process_holds_the_lock_is_refused(serve, tiny_col
         response = served.client.post("/documents", json={"documents": [{"id": "dog", "text": "the dog"}]})
         assert response.status_code == 409 and "another process" in response.json()["detail"]
         assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/search/batch", {"queries": ["capital"], "timeout": 5e-324}),
+    ("/v1/embeddings", {"input": "capital", "timeout": 5e-324}),
+])
+def test_a_deadline_that_passes_before_the_worker_starts_the_job_is_504_not_500(serve, tiny_collection, path, body):
+    # found by schemathesis: the worker dropped the expired job by cancelling its future, and the route
+    # read the cancelled future's result (CancelledError: 500)
+    with serve(tiny_collection) as served:
+        response = served.client.post(path, json=body)
+        assert response.status_code == 504 and "timeout" in response.json()["detail"]
+        assert served.client.post(path, json={**body, "timeout": None}).status_code == 200
+
+
+def test_work_waiting_when_the_server_stops_is_refused_with_shutting_down_not_cancelled():
+    from bicross.service.batching import ModelWorker, ShuttingDown
+
+    worker = ModelWorker(4, 1, 0.0, 1024)
+    worker.start()
+    running, release = threading.Event(), threading.Event()
+    first = worker.submit(lambda: (running.set(), release.wait(WAIT)), WAIT)
+    assert running.wait(WAIT)
+    waiting = worker.submit(lambda: "never", WAIT)
+    stopper = threading.Thread(target=worker.stop, args=(WAIT,))
+    stopper.start()
+    wait_until(lambda: worker._stopping, "the worker to be told to stop")
+    with pytest.raises(ShuttingDown):
+        worker.submit(lambda: "late", WAIT)
+    release.set()
+    stopper.join(WAIT)
+    assert first.result(WAIT) == (None, True)
+    assert isinstance(waiting.exception(WAIT), ShuttingDown) and worker.admitted == 0

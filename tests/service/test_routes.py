@@ -167,3 +167,19 @@ def test_ready_is_503_until_the_models_are_loaded_while_health_answers(serve, ti
         loading.set()
         wait_until(lambda: client.get("/ready").status_code == 200, "the models to load")
         assert client.post("/search", json={"query": "capital"}).status_code == 200
+
+
+def test_a_rerank_weight_that_would_overflow_the_fused_score_is_refused(served):
+    # found by schemathesis: w = 1.8e308 made every final score inf, which JSON carries as null
+    response = served.client.post("/search", json={"query": "capital", "rerank_weight": 1.7976931348623157e308})
+    assert response.status_code == 422 and "rerank_weight" in response.text
+    hits = served.client.post("/search", json={"query": "capital", "rerank_weight": 1000}).json()["hits"]
+    assert all(isinstance(hit["score"], float) for hit in hits)
+
+
+def test_openapi_documents_every_refusal_and_the_metrics_text(served):
+    paths = served.client.get("/openapi.json").json()["paths"]
+    assert {"400", "401", "404", "413", "422", "429", "503", "504"} <= set(paths["/search"]["post"]["responses"])
+    assert {"403", "409"} <= set(paths["/documents"]["post"]["responses"])
+    assert "Retry-After" in paths["/search"]["post"]["responses"]["429"]["headers"]
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
