@@ -1,8 +1,17 @@
-"""Searcher: a first stage (dense, BM25 or hybrid) then an optional cross-encoder rerank.
+"""Searcher: a first stage (dense, BM25 or hybrid) then an optional cross-encoder rerank, optionally a cascade.
 
 query -> first stage top_k (retrieval.py) -> cross-encoder scores for those pairs -> final order (the
 reranker's alone, or fused with the first stage) -> top_n hits, with the seconds each stage took on every
 result. Batch search encodes all queries together and scores all pairs together, so batches stay full.
+
+Cascade (`cascade_depth` > 0 and a `cascade_reranker`): a cheap cross-encoder (e.g. a distilled small one)
+scores the first `rerank_depth` candidates (stage "cascade"), and the expensive reranker reads only the
+cheap one's best `cascade_depth` of them (stage "rerank"). Each model has its own score cache, so their
+scores never mix. Final order: the expensive reranker's candidates first, fused with the first stage as
+without a cascade (z-scores over those candidates), then the rest of the rerank depth by the cheap
+reranker's fused score, then the first stage's remaining candidates. With `cascade_depth >= rerank_depth`
+the expensive reranker would read every candidate anyway: the cheap one is not run and the result is plain
+reranking.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from bicross.retrieval import FirstStageConfig, retrieve
 from bicross.scoring.fusion import interpolate
 from bicross.types import Hit, SearchResult, StageTiming
 
-__all__ = ["DEFAULT_RERANK_MAX_LENGTH", "SearchConfig", "Searcher"]
+__all__ = ["DEFAULT_RERANK_MAX_LENGTH", "SearchConfig", "Searcher", "cascade_final_order", "cascade_keep"]
 
 # Tokens per (query, document) pair in the default pipeline: half the model's 512, about twice as fast,
 # and what the default was measured with (bench/choose_default.py).
@@ -51,11 +60,21 @@ class SearchConfig:
     first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
     rerank_depth: int = 30
     rerank_weight: float = 2.5
+    cascade_depth: int | None = None  # > 0: the expensive reranker reads the cascade reranker's top N; 0/None: off
+
+    @property
+    def cascading(self) -> bool:
+        """Whether this config asks for a cascade (a cheap reranker in front of the expensive one)."""
+        return bool(self.cascade_depth)
 
     def checked(self, reranking: bool) -> SearchConfig:
         """Return self, or raise InvalidInput for values that cannot work."""
         if self.rerank_weight < 0:
             raise InvalidInput(f"rerank_weight must be >= 0, got {self.rerank_weight}")
+        if self.cascade_depth is not None and (isinstance(self.cascade_depth, bool)
+                                               or not isinstance(self.cascade_depth, int) or self.cascade_depth < 0):
+            raise InvalidInput(f"cascade_depth must be a whole number >= 0 (0 or None: no cascade), got "
+                               f"{self.cascade_depth!r}; e.g. 20 lets the expensive reranker read the cheap one's top 20")
         if self.top_k <= 0 or self.top_n <= 0 or self.rerank_depth <= 0:
             raise InvalidInput(f"top_k, top_n and rerank_depth must be positive, got top_k={self.top_k}, "
                                f"top_n={self.top_n}, rerank_depth={self.rerank_depth}")
@@ -66,34 +85,49 @@ class SearchConfig:
 
 
 class Searcher:
-    """Retrieve candidates from a collection, optionally rerank them with a cross-encoder.
+    """Retrieve candidates from a collection, optionally rerank them with a cross-encoder (or a cascade).
 
-    Cross-encoder scores are cached per (query, document text), so repeated pairs are scored once.
+    Cross-encoder scores are cached per (query, document text), so repeated pairs are scored once; the
+    cascade reranker has a cache of its own (`cascade_cache`).
     """
 
     def __init__(self, collection: Collection, encoder: BiEncoder, reranker: CrossEncoder | None = None,
-                 config: SearchConfig | None = None, cache: ScoreCache | None = None) -> None:
+                 config: SearchConfig | None = None, cache: ScoreCache | None = None,
+                 cascade_reranker: CrossEncoder | None = None, cascade_cache: ScoreCache | None = None) -> None:
         collection.check_encoder(encoder)
+        if cascade_reranker is not None and reranker is None:
+            raise InvalidInput("a cascade reranker prunes candidates for the expensive reranker, and there is none: "
+                               "pass a reranker too, or drop the cascade")
+        if cascade_cache is not None and cascade_cache is cache:
+            raise InvalidInput("the cascade reranker needs a score cache of its own (one cache would mix two "
+                               "models' scores): pass another ScoreCache or none")
         self.collection = collection
         self.encoder = encoder
         self.reranker = reranker
         self.config = config or SearchConfig()
         self.cache = cache if cache is not None else ScoreCache()
+        self.cascade_reranker = cascade_reranker
+        self.cascade_cache = cascade_cache if cascade_cache is not None else ScoreCache()
 
     @classmethod
     def open(cls, index: str | Path, *, model: str | None = None, reranker: str | None = "default",
              config: SearchConfig | None = None, rerank_max_length: int | None = DEFAULT_RERANK_MAX_LENGTH,
-             **model_options: object) -> Searcher:
-        """Open a collection with the encoder that built it (or `model`) and a reranker (None: no rerank)."""
+             cascade_reranker: str | None = None, **model_options: object) -> Searcher:
+        """Open a collection with the encoder that built it (or `model`) and a reranker (None: no rerank).
+
+        `cascade_reranker` (a cheap cross-encoder) is loaded too; `config.cascade_depth` turns the cascade on.
+        """
         from bicross.rerankers.cross_encoder import DEFAULT_CROSS_ENCODER
 
         collection = Collection.open(index)
         encoder = BiEncoder.load(model or collection.manifest["model"]["name"], **model_options)  # type: ignore[arg-type]
-        cross = None
+        cross = cheap = None
         if reranker is not None:
             name = DEFAULT_CROSS_ENCODER if reranker == "default" else reranker
             cross = CrossEncoder.load(name, max_length=rerank_max_length)
-        return cls(collection, encoder, cross, config)
+            if cascade_reranker is not None:
+                cheap = CrossEncoder.load(cascade_reranker, max_length=rerank_max_length)
+        return cls(collection, encoder, cross, config, cascade_reranker=cheap)
 
     def search(self, query: str, top_k: int | None = None, top_n: int | None = None,
                rerank: bool = True, filters: Filters | None = None) -> SearchResult:
@@ -111,42 +145,61 @@ class Searcher:
         reranking = rerank and self.reranker is not None
         config = replace(self.config, top_k=top_k or self.config.top_k,
                          top_n=top_n or self.config.top_n).checked(reranking)
+        if reranking and config.cascading and self.cascade_reranker is None:
+            raise InvalidInput(f"cascade_depth is {config.cascade_depth} but the Searcher has no cascade reranker: "
+                               "pass cascade_reranker=CrossEncoder(...) (CLI: --cascade-reranker M), or set "
+                               "cascade_depth to 0")
         check_texts(queries, "query")
         if not queries:
             return []
         candidates, timings = retrieve(self.collection, self.encoder, queries, config.top_k, config.first_stage,
                                        filters)
         rerank_scores: list[np.ndarray | None] = [None] * len(queries)
+        cheap_scores: list[np.ndarray | None] = [None] * len(queries)
         if reranking:
-            started = time.perf_counter()
             heads = [ids[:config.rerank_depth] for ids, _ in candidates]
-            rerank_scores = list(self._rerank(queries, heads, show_progress))
+            kept = [np.arange(len(head)) for head in heads]
+            if config.cascading and config.cascade_depth < config.rerank_depth:  # type: ignore[operator]
+                started = time.perf_counter()
+                cheap_scores = list(self._rerank(self.cascade_reranker, self.cascade_cache, queries, heads,  # type: ignore[arg-type]
+                                                 show_progress))
+                kept = [cascade_keep(cheap, config.cascade_depth) for cheap in cheap_scores]  # type: ignore[arg-type]
+                timings.append(StageTiming("cascade", time.perf_counter() - started))
+            started = time.perf_counter()
+            scored = self._rerank(self.reranker, self.cache, queries,  # type: ignore[arg-type]
+                                  [head[positions] for head, positions in zip(heads, kept, strict=True)], show_progress)
+            rerank_scores = [_spread(score, positions, len(head))
+                             for score, positions, head in zip(scored, kept, heads, strict=True)]
             timings.append(StageTiming("rerank", time.perf_counter() - started))
         share = [StageTiming(t.stage, t.seconds / len(queries)) for t in timings]
         return [
-            self._result(query, ids, scores, reranked, config, share)
-            for query, (ids, scores), reranked in zip(queries, candidates, rerank_scores, strict=True)
+            self._result(query, ids, scores, reranked, cheap, config, share)
+            for query, (ids, scores), reranked, cheap in zip(queries, candidates, rerank_scores, cheap_scores,
+                                                            strict=True)
         ]
 
-    def _rerank(self, queries: Sequence[str], candidate_ids: list[np.ndarray],
-                show_progress: bool) -> list[np.ndarray]:
+    def _rerank(self, reranker: CrossEncoder, cache: ScoreCache, queries: Sequence[str],
+                candidate_ids: list[np.ndarray], show_progress: bool) -> list[np.ndarray]:
         """Cross-encoder scores per query, aligned with its candidates; all pairs go in one batch job."""
-        reranker = self.reranker
-        assert reranker is not None
         documents = self.collection.documents
         pairs = [(query, documents[doc].full_text)
                  for query, ids in zip(queries, candidate_ids, strict=True) for doc in ids]
-        flat = self.cache.score(pairs, lambda fresh: reranker.score(fresh, show_progress))
+        flat = cache.score(pairs, lambda fresh: reranker.score(fresh, show_progress))
         bounds = np.cumsum([0] + [len(ids) for ids in candidate_ids])
         return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def _result(self, query: str, ids: np.ndarray, scores: np.ndarray, rerank_scores: np.ndarray | None,
-                config: SearchConfig, timings: list[StageTiming]) -> SearchResult:
-        order, final = _final_order(scores, rerank_scores, config.rerank_weight)
+                cheap_scores: np.ndarray | None, config: SearchConfig, timings: list[StageTiming]) -> SearchResult:
+        if cheap_scores is None:
+            order, final = _final_order(scores, rerank_scores, config.rerank_weight)
+        else:
+            order, final = cascade_final_order(scores, cheap_scores, rerank_scores,  # type: ignore[arg-type]
+                                               config.rerank_weight)
         hits = []
         for rank, position in enumerate(order[:config.top_n], start=1):
             document = self.collection.documents[ids[position]]
-            reranked = rerank_scores is not None and position < len(rerank_scores)
+            reranked = rerank_scores is not None and position < len(rerank_scores) \
+                and not np.isnan(rerank_scores[position])
             hits.append(Hit(
                 id=document.id, text=document.text, title=document.title,
                 first_stage_rank=int(position) + 1, first_stage_score=float(scores[position]),
@@ -172,3 +225,59 @@ def _final_order(scores: np.ndarray, rerank_scores: np.ndarray | None, weight: f
     final = np.concatenate([head, tail]).astype(np.float32)
     order = np.concatenate([np.argsort(-head, kind="stable"), np.arange(depth, len(scores))])
     return order, final
+
+
+def cascade_keep(cheap_scores: np.ndarray, depth: int) -> np.ndarray:
+    """Positions of the cheap reranker's best `depth` candidates, in first-stage order (ties: earlier first).
+
+    >>> cascade_keep(np.array([0.1, 0.9, 0.5, 0.9]), 2).tolist()
+    [1, 3]
+    """
+    best = np.argsort(-np.asarray(cheap_scores), kind="stable")[:depth]
+    return np.sort(best)
+
+
+def cascade_final_order(scores: np.ndarray, cheap_scores: np.ndarray, rerank_scores: np.ndarray,
+                        weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions best first and final scores when a cheap reranker pruned the list for the expensive one.
+
+    `cheap_scores` cover the first `depth` candidates; `rerank_scores` too, NaN where the expensive reranker
+    did not read the candidate. The expensive reranker's candidates come first, fused with the first stage as
+    `_final_order` does (z over those candidates); the other cheap-scored candidates follow by the cheap
+    reranker's fused score (z over all `depth`); then the rest in first-stage order. Scores fall strictly
+    from tier to tier, so sorting by score gives the same order.
+
+    >>> order, final = cascade_final_order(np.array([4.0, 3.0, 2.0, 1.0, 0.0]), np.array([0.0, 2.0, 1.0, 3.0]),
+    ...                                    np.array([np.nan, 5.0, np.nan, 7.0]), weight=0.0)
+    >>> order.tolist(), bool(np.all(np.diff(final[order]) < 0))
+    ([3, 1, 2, 0, 4], True)
+    """
+    depth = len(cheap_scores)
+    kept = np.flatnonzero(~np.isnan(rerank_scores[:depth]))
+    rest = np.flatnonzero(np.isnan(rerank_scores[:depth]))
+    top = rerank_scores[kept].astype(np.float64)
+    if weight != 0 and len(kept) >= 2:
+        top = interpolate(top, scores[kept], weight).astype(np.float64)
+    middle = cheap_scores.astype(np.float64)
+    if weight != 0 and depth >= 2:
+        middle = interpolate(middle, scores[:depth], weight).astype(np.float64)
+    middle = middle[rest]
+    floor = top.min(initial=0.0) - 1.0
+    if len(middle):
+        middle = middle - middle.max() + floor  # below every expensive-reranked candidate
+        floor = middle.min() - 1.0
+    tail = floor - np.arange(len(scores) - depth, dtype=np.float64)
+    final = np.empty(len(scores), dtype=np.float64)
+    final[kept], final[rest], final[depth:] = top, middle, tail
+    order = np.concatenate([kept[np.argsort(-top, kind="stable")], rest[np.argsort(-middle, kind="stable")],
+                            np.arange(depth, len(scores))])
+    return order, final.astype(np.float32)
+
+
+def _spread(scores: np.ndarray, positions: np.ndarray, depth: int) -> np.ndarray:
+    """`scores` of the candidates at `positions` laid out over all `depth` candidates, NaN elsewhere."""
+    if len(positions) == depth:
+        return scores
+    spread = np.full(depth, np.nan, dtype=np.float32)
+    spread[positions] = scores
+    return spread

@@ -194,3 +194,117 @@ def test_repeated_search_reuses_cached_cross_encoder_scores(reranking: Searcher)
     again = reranking.search(QUERIES[2])
     assert reranking.cache.misses == misses  # every pair came from the cache
     assert [(h.id, h.score) for h in again.hits] == [(h.id, h.score) for h in first.hits]
+
+
+class _RecordingReranker:
+    """The real tiny cross-encoder, recording every pair it is asked to score (what a reranker 'sees')."""
+
+    def __init__(self, inner: CrossEncoder) -> None:
+        self.inner, self.pairs = inner, []  # type: ignore[var-annotated]
+        self.name, self.identity, self.labels = inner.name, inner.identity, inner.labels
+
+    def score(self, pairs, show_progress: bool = False):
+        self.pairs.extend(pairs)
+        return self.inner.score(pairs, show_progress)
+
+
+@pytest.fixture(scope="module")
+def cheap_reranker(tiny_model_factory) -> CrossEncoder:
+    return CrossEncoder.load(str(tiny_model_factory("cascade-cheap", classifier=True, seed=3)), dtype="float32")
+
+
+def _cascade(collection: Collection, encoder: BiEncoder, reranker, cheap, **options) -> Searcher:
+    config = SearchConfig(**{"top_k": 10, "top_n": 10, "first_stage": DENSE, "rerank_depth": 8, **options})
+    return Searcher(collection, encoder, reranker, config, cascade_reranker=cheap)
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.5])
+def test_cascade_expensive_reranker_reads_exactly_the_cheap_rerankers_top_n(
+        collection: Collection, encoder: BiEncoder, reranker: CrossEncoder, cheap_reranker: CrossEncoder,
+        plain: Searcher, weight: float) -> None:
+    expensive, cheap = _RecordingReranker(reranker), _RecordingReranker(cheap_reranker)
+    searcher = _cascade(collection, encoder, expensive, cheap, cascade_depth=3, rerank_weight=weight)
+    result = searcher.search(QUERIES[0])
+    candidates = [hit.id for hit in plain.search(QUERIES[0], top_n=8).hits]
+    texts = {document.id: document.full_text for document in DOCUMENTS}
+    # the cheap reranker reads the first stage's top rerank_depth; the expensive one only the cheap one's top 3
+    assert cheap.pairs == [(QUERIES[0], texts[doc_id]) for doc_id in candidates]
+    cheap_scores = cheap_reranker.score(cheap.pairs)
+    best = {candidates[i] for i in np.argsort(-cheap_scores, kind="stable")[:3]}
+    assert len(expensive.pairs) == 3 and {pair[1] for pair in expensive.pairs} == {texts[d] for d in best}
+    # those 3 come first, each with the expensive reranker's score; the other cheap-scored ones follow, then the tail
+    assert {hit.id for hit in result.hits[:3]} == best
+    assert all(hit.rerank_score is not None for hit in result.hits[:3])
+    assert all(hit.rerank_score is None for hit in result.hits[3:])
+    assert [hit.first_stage_rank for hit in result.hits[8:]] == [9, 10]
+    assert [hit.score for hit in result.hits] == sorted((hit.score for hit in result.hits), reverse=True)
+    if weight == 0:
+        expected = reranker.score(expensive.pairs)
+        assert [h.rerank_score for h in result.hits[:3]] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
+    assert [t.stage for t in result.timings] == ["encode", "dense", "cascade", "rerank"]
+    assert result.timing("cascade") > 0 and result.timing("rerank") > 0
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+def test_cascade_as_deep_as_the_rerank_depth_equals_plain_reranking(
+        collection: Collection, encoder: BiEncoder, reranker: CrossEncoder, cheap_reranker: CrossEncoder,
+        depth: int) -> None:
+    cheap = _RecordingReranker(cheap_reranker)
+    cascaded = _cascade(collection, encoder, reranker, cheap, cascade_depth=depth).search_many(QUERIES)
+    plain_rerank = _cascade(collection, encoder, reranker, None).search_many(QUERIES)
+    for with_cascade, without in zip(cascaded, plain_rerank, strict=True):
+        assert [(h.id, h.rank, h.rerank_score) for h in with_cascade.hits] == \
+            [(h.id, h.rank, h.rerank_score) for h in without.hits]
+        assert [h.score for h in with_cascade.hits] == pytest.approx([h.score for h in without.hits], abs=1e-6)
+    assert cheap.pairs == []  # it could prune nothing, so it is not run
+
+
+def test_cascade_keeps_its_own_score_cache(collection: Collection, encoder: BiEncoder, reranker: CrossEncoder,
+                                           cheap_reranker: CrossEncoder) -> None:
+    searcher = _cascade(collection, encoder, reranker, cheap_reranker, cascade_depth=3)
+    searcher.search(QUERIES[1])
+    assert len(searcher.cascade_cache) == 8 and len(searcher.cache) == 3
+    searcher.search(QUERIES[1])
+    assert len(searcher.cascade_cache) == 8 and len(searcher.cache) == 3  # nothing scored twice
+    # each cache holds its own model's scores: the cheap one's for the 8 candidates, the expensive one's for 3
+    candidates = [(QUERIES[1], d.full_text) for d in DOCUMENTS
+                  if d.id in {h.id for h in searcher.search(QUERIES[1], rerank=False).hits[:8]}]
+    never = lambda pairs: pytest.fail(f"{len(pairs)} pairs were not cached")  # noqa: E731
+    assert searcher.cascade_cache.score(candidates, never).tolist() == pytest.approx(
+        cheap_reranker.score(candidates).tolist(), abs=1e-5)
+    read = [pair for pair in candidates if pair[1] in {h.text for h in searcher.search(QUERIES[1]).hits[:3]}]
+    assert searcher.cache.score(read, never).tolist() == pytest.approx(reranker.score(read).tolist(), abs=1e-5)
+
+
+def test_cascade_without_rerank_returns_the_first_stage(collection: Collection, encoder: BiEncoder,
+                                                        reranker: CrossEncoder, cheap_reranker: CrossEncoder,
+                                                        plain: Searcher) -> None:
+    result = _cascade(collection, encoder, reranker, cheap_reranker, cascade_depth=3).search(QUERIES[0], rerank=False)
+    assert [h.id for h in result.hits] == [h.id for h in plain.search(QUERIES[0], top_k=10, top_n=10).hits]
+    assert [t.stage for t in result.timings] == ["encode", "dense"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"cascade_depth": -1}, "cascade_depth must be a whole number >= 0"),
+    ({"cascade_depth": 2.5}, "cascade_depth must be a whole number >= 0"),
+])
+def test_bad_cascade_depth_is_refused(collection: Collection, encoder: BiEncoder, reranker: CrossEncoder,
+                                      cheap_reranker: CrossEncoder, options: dict, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        _cascade(collection, encoder, reranker, cheap_reranker, **options).search(QUERIES[0])
+
+
+def test_cascade_needs_both_rerankers_and_two_caches(collection: Collection, encoder: BiEncoder,
+                                                     reranker: CrossEncoder, cheap_reranker: CrossEncoder) -> None:
+    with pytest.raises(InvalidInput, match="no cascade reranker"):
+        _cascade(collection, encoder, reranker, None, cascade_depth=3).search(QUERIES[0])
+    with pytest.raises(InvalidInput, match="pass a reranker too"):
+        Searcher(collection, encoder, None, cascade_reranker=cheap_reranker)
+    from bicross.rerankers.cache import ScoreCache
+
+    shared = ScoreCache()
+    with pytest.raises(InvalidInput, match="mix two models' scores"):
+        Searcher(collection, encoder, reranker, cache=shared, cascade_reranker=cheap_reranker, cascade_cache=shared)
+    # off (0 or None) with a cascade reranker loaded is plain reranking
+    off = _cascade(collection, encoder, reranker, cheap_reranker, cascade_depth=0).search(QUERIES[0])
+    assert [t.stage for t in off.timings] == ["encode", "dense", "rerank"]

@@ -38,6 +38,12 @@ Nprobe = Annotated[int | None, typer.Option(
 RescoreFactor = Annotated[int | None, typer.Option(
     "--rescore-factor", min=1, help="Quantized collections: rescore top_k * N candidates in float32 for this run "
     "(default: 4).")]
+CascadeReranker = Annotated[str | None, typer.Option(
+    "--cascade-reranker", help="Cheap cross-encoder (e.g. a distilled small one) that scores the rerank depth first; "
+    "the reranker then reads only its top --cascade-depth.")]
+CascadeDepth = Annotated[int | None, typer.Option(
+    "--cascade-depth", help="With --cascade-reranker: how many of the cheap reranker's best candidates the reranker "
+    "reads (e.g. 20 of a rerank depth of 100).")]
 
 
 @app.command()
@@ -104,16 +110,24 @@ def search(
     ef_search: EfSearch = None,
     nprobe: Nprobe = None,
     rescore_factor: RescoreFactor = None,
+    cascade_reranker: CascadeReranker = None,
+    cascade_depth: CascadeDepth = None,
 ) -> None:
     """Search a collection for one query, or for every query in a file."""
+    from dataclasses import replace
+
+    from bicross.cli.evaluation import check_cascade_options
     from bicross.index.filters import parse_filter_expressions
     from bicross.search import Searcher
 
     texts, ids = _queries(query, queries)
     spec = parse_filter_expressions(filters or [])
-    config = _search_config(top_k, top_n, first_stage, fusion, rerank_weight, rerank_depth,
-                            {"ef_search": ef_search, "nprobe": nprobe, "rescore_factor": rescore_factor})
-    searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config)
+    check_cascade_options(cascade_reranker, cascade_depth, not no_rerank)
+    config = replace(_search_config(top_k, top_n, first_stage, fusion, rerank_weight, rerank_depth,
+                                    {"ef_search": ef_search, "nprobe": nprobe, "rescore_factor": rescore_factor}),
+                     cascade_depth=cascade_depth)
+    searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config,
+                             cascade_reranker=cascade_reranker)
     results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
     if trec_run is not None:
         from bicross.evaluation import write_trec_run
@@ -230,8 +244,14 @@ def evaluate_command(
     ef_search: EfSearch = None,
     nprobe: Nprobe = None,
     rescore_factor: RescoreFactor = None,
+    cascade_reranker: CascadeReranker = None,
+    cascade_depth: CascadeDepth = None,
 ) -> None:
-    """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance."""
+    """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance.
+
+    With --cascade-reranker M --cascade-depth N, each rerank depth D above N also gets a cascade row (M over the
+    top D, the reranker over M's top N), compared against the reranker alone over the top D.
+    """
     from bicross.cli.evaluation import EvalOptions, run_evaluation
     from bicross.retrieval import FirstStageConfig
     from bicross.search import SearchConfig
@@ -242,7 +262,8 @@ def evaluate_command(
                           first_stages=tuple(first_stage), rerank_depths=() if no_rerank else tuple(rerank_depth),
                           base=base, limit=limit, exhaustive_sample=exhaustive_sample,
                           per_query_latency=per_query_latency, cold_cache=cold,
-                          score_cache=score_cache, out=out)
+                          score_cache=score_cache, out=out, cascade_reranker=cascade_reranker,
+                          cascade_depth=cascade_depth or 0)
     report = run_evaluation(options, errors if as_json else console, print_tables=not as_json)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -441,10 +462,22 @@ def serve(
     max_query_chars: Annotated[int, typer.Option(help="Longest query in characters (422 beyond).")] = 2_000,
     cors_origins: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="Origin allowed to call the API from a browser (repeatable), e.g. http://localhost:3000.")] = None,
+    shadow_config: Annotated[Path | None, typer.Option(
+        "--shadow-config", help="Shadow A/B: a second pipeline (TOML or JSON of /search knobs: first_stage, top_k, "
+        "rerank_depth, rerank_weight, rerank, ...) run in the background for --shadow-share of /search queries.")] = None,
+    shadow_share: Annotated[float, typer.Option(
+        "--shadow-share", help="Share of /search queries (0..1, picked by a hash of the query) also run by the shadow "
+        "pipeline.")] = 0.1,
+    shadow_log: Annotated[Path | None, typer.Option(
+        "--shadow-log", help="JSONL file the shadow pairs are appended to (both rankings, overlap@10, latency delta); "
+        "export it as two TREC runs with `python -m bicross.service.shadow_log`.")] = None,
+    shadow_max_queued: Annotated[int, typer.Option(
+        "--shadow-max-queued", help="Shadow searches waiting at most; beyond, sampled queries are skipped (counted).")] = 8,
 ) -> None:
     """Serve collections over HTTP: search, rerank, embeddings, document writes, metrics (OpenAPI at /docs)."""
     from bicross.errors import InvalidInput
     from bicross.service import ServiceSettings, create_app, require_serve_extra
+    from bicross.service.shadow import read_shadow_pipeline
 
     require_serve_extra()
     import uvicorn
@@ -457,7 +490,9 @@ def serve(
         host=host, port=port, reranker=None if no_rerank else reranker, api_key_file=api_key_file,
         allow_anonymous_writes=allow_anonymous_writes, cors_origins=tuple(cors_origins or ()), timeout_seconds=timeout,
         max_queue=max_queue, max_batch_tokens=max_batch_tokens, batch_wait_ms=batch_wait_ms,
-        max_body_bytes=max_body_bytes, max_items=max_items, max_query_chars=max_query_chars)
+        max_body_bytes=max_body_bytes, max_items=max_items, max_query_chars=max_query_chars,
+        shadow_pipeline=read_shadow_pipeline(shadow_config) if shadow_config else None,
+        shadow_share=shadow_share if shadow_config else 0.0, shadow_log=shadow_log, shadow_max_queued=shadow_max_queued)
     service_app = create_app(dict(zip(names, index_dirs, strict=True)), settings)
     errors.print(f"serving {', '.join(names)} on http://{host}:{port} (API docs at /docs; models load in the "
                  "background, GET /ready says when)")
@@ -503,3 +538,40 @@ def distill(
                "label_weight": label_weight, "count": count, "epochs": epochs, "batch_size": batch_size,
                "learning_rate": learning_rate, "seed": seed, "dtype": dtype}
     run_distill(kind, data, student, out, index_dir, load_distill_config(config, options), console)
+
+
+@app.command()
+def adapt(
+    index_dir: Annotated[Path, typer.Option("--index", "-i", help="Collection to adapt its bi-encoder to (left "
+                                            "unchanged; the adapted index goes to OUT/index).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: pseudo-queries, candidates, teacher scores, "
+                                      "labels, checkpoints, model/, index/.")],
+    teacher: Annotated[str | None, typer.Option(help="Teacher cross-encoder (default: the packaged "
+                                                "ms-marco-MiniLM-L-12-v2).")] = None,
+    student: Annotated[str | None, typer.Option(help="Bi-encoder to train (default: the one that built the "
+                                                "collection).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these settings ([queries], "
+                                                "[train], [mining], [loss] tables, top-level keys).")] = None,
+    generators: Annotated[list[str] | None, typer.Option(
+        "--generator", help="Pseudo-query generators in order of preference (repeatable): title | sentence | "
+        "salient (default: all three).")] = None,
+    per_document: Annotated[int | None, typer.Option(help="Pseudo-queries per document (default 1).")] = None,
+    max_queries: Annotated[int | None, typer.Option(help="Pseudo-queries overall, a seeded sample (default 1000).")] = None,
+    count: Annotated[int | None, typer.Option(help="First-stage candidates per pseudo-query (default 4).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the pseudo-queries (default 1).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 32).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of training order and initialisation.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 (autocast).")] = None,
+    queries: Annotated[Path | None, typer.Option(help="queries.jsonl, with --qrels: read only after training, to "
+                                                 "report the first stages before and after.")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="qrels (BEIR TSV or TREC), with --queries: for the report "
+                                               "only, never for training or model selection.")] = None,
+) -> None:
+    """Adapt a collection's bi-encoder to it without labels: pseudo-queries from its documents, teacher margins."""
+    from bicross.cli.adapt import load_adapt_config, run_adapt
+
+    options = {"teacher": teacher, "student": student, "generators": tuple(generators) if generators else None,
+               "per_document": per_document, "max_queries": max_queries, "count": count, "epochs": epochs,
+               "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "dtype": dtype}
+    run_adapt(index_dir, out, load_adapt_config(config, options), queries, qrels, console)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from bicross.rerankers import CrossEncoder
     from bicross.rerankers.cache import ScoreCache
 
-__all__ = ["EvalOptions", "run_evaluation"]
+__all__ = ["EvalOptions", "cascade_cache_file", "check_cascade_options", "run_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,35 @@ class EvalOptions:
     cold_cache: bool = False
     score_cache: Path | None = None  # cross-encoder scores loaded from / saved to this file
     out: Path | None = None
+    cascade_reranker: str | None = None  # a cheap cross-encoder: cascade rows read its top cascade_depth
+    cascade_depth: int = 0
+
+
+def cascade_cache_file(score_cache: Path) -> Path:
+    """Where the cascade reranker's scores go beside `--score-cache FILE` (its own file: scores never mix).
+
+    >>> cascade_cache_file(Path("scores.json")).name
+    'scores.cascade.json'
+    """
+    return score_cache.with_name(f"{score_cache.stem}.cascade{score_cache.suffix or '.json'}")
+
+
+def check_cascade_options(cascade_reranker: str | None, cascade_depth: int | None, reranking: bool) -> None:
+    """Refuse a cascade that cannot run, saying which option to add or drop (`bicross search` and `eval`)."""
+    from bicross.errors import InvalidInput
+
+    if cascade_depth is not None and cascade_depth < 0:
+        raise InvalidInput(f"--cascade-depth must be >= 1 (how many of the cheap reranker's best the reranker reads), "
+                           f"got {cascade_depth}")
+    if cascade_reranker is not None and not cascade_depth:
+        raise InvalidInput("--cascade-reranker needs --cascade-depth N: how many of its best candidates the "
+                           "reranker reads (e.g. --rerank-depth 100 --cascade-depth 20)")
+    if cascade_depth and cascade_reranker is None:
+        raise InvalidInput(f"--cascade-depth {cascade_depth} needs --cascade-reranker M: the cheap cross-encoder "
+                           "that picks those candidates")
+    if cascade_reranker is not None and not reranking:
+        raise InvalidInput("a cascade prunes candidates for the reranker, and reranking is off (--no-rerank): "
+                           "drop --no-rerank or the cascade options")
 
 
 def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = True) -> dict[str, Any]:
@@ -54,6 +83,7 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
         raise InvalidInput(f"--exhaustive-sample must be >= 0, got {options.exhaustive_sample}")
     if options.score_cache is not None and options.cold_cache:
         raise InvalidInput("--score-cache reuses scores and --cold forbids it: choose one")
+    check_cascade_options(options.cascade_reranker, options.cascade_depth, bool(options.rerank_depths))
     queries, qrels = load_beir_split(options.data, options.split)
     if options.limit is not None:
         queries = dict(list(queries.items())[:options.limit])
@@ -72,9 +102,14 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
                                       show_progress=progress)
     reranking = bool(options.rerank_depths) or options.exhaustive_sample > 0
     cross = CrossEncoder.load(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH) if reranking else None
-    searcher = Searcher(collection, encoder, cross, cache=_score_cache(options.score_cache, cross))
+    cheap = None
+    if options.cascade_reranker is not None:
+        cheap = CrossEncoder.load(options.cascade_reranker, max_length=DEFAULT_RERANK_MAX_LENGTH)
+    cascade_file = cascade_cache_file(options.score_cache) if options.score_cache is not None else None
+    searcher = Searcher(collection, encoder, cross, cache=_score_cache(options.score_cache, cross),
+                        cascade_reranker=cheap, cascade_cache=_score_cache(cascade_file, cheap))
     variants = standard_variants(options.base, options.first_stages, options.rerank_depths,  # type: ignore[arg-type]
-                                 rerank=bool(options.rerank_depths))
+                                 rerank=bool(options.rerank_depths), cascade_depth=options.cascade_depth)
     if options.exhaustive_sample:
         # Only queries with a relevant judgment can score; sampling others would waste O(corpus) work.
         scorable = [qid for qid in queries if any(relevance > 0 for relevance in qrels[qid].values())]
@@ -84,8 +119,11 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
                                per_query_latency=options.per_query_latency, cold_cache=options.cold_cache)
     if options.score_cache is not None and cross is not None:
         searcher.cache.save(options.score_cache, cross.identity)
+    if cascade_file is not None and cheap is not None:
+        searcher.cascade_cache.save(cascade_file, cheap.identity)
     info = ReportInfo(dataset=str(options.data), split=options.split, bi_encoder=encoder.name,
                       cross_encoder=cross.name if cross is not None else None, index=str(folder),
+                      cascade_reranker=cheap.name if cheap is not None else None,
                       index_build_seconds=collection.manifest.get("build_seconds"), documents=len(collection))
     report = build_report(scores, qrels, info)
     written = write_report(report, options.out) if options.out is not None else {}

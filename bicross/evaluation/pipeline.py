@@ -9,7 +9,9 @@ model overhead) so that the first timed query does not pay for it.
 
 Variants share the Searcher's cross-encoder score cache, so a pair reranked by one variant is free for the
 next: each score records the cache hits and misses of its own run, and `cold_cache=True` gives every
-variant a fresh cache instead (honest rerank latency, more work).
+variant a fresh cache instead (honest rerank latency, more work). A cascade variant (`cascade_depth` > 0,
+the Searcher's cheap `cascade_reranker` in front of its reranker) uses the Searcher's second cache for the
+cheap model's scores; its hits are charged to the "cascade" stage as the reranker's are to "rerank".
 """
 
 from __future__ import annotations
@@ -115,17 +117,26 @@ class PipelineScore:
 
 
 def standard_variants(base: SearchConfig, first_stages: Sequence[FirstStage] = ("dense",),
-                      rerank_depths: Sequence[int] = (20,), rerank: bool = True) -> list[Variant]:
+                      rerank_depths: Sequence[int] = (20,), rerank: bool = True,
+                      cascade_depth: int = 0) -> list[Variant]:
     """Each first stage alone, then reranked at each depth with the base config's fusion weight.
 
     A first stage alone returns max(100, deepest rerank depth) candidates, so its Recall@k curve covers
     every depth a reranker is given. First stages after the first are compared against the first; a
-    reranked variant against the first stage it reranks.
+    reranked variant against the first stage it reranks. With `cascade_depth` N > 0, each rerank depth D
+    above N also gets a cascade row (the cheap reranker over the top D, the reranker over its top N),
+    compared against the reranker alone over the same top D.
     """
     if not first_stages:
         raise InvalidInput("no first stage given: pass at least one of dense, bm25, hybrid")
     if any(depth <= 0 for depth in rerank_depths):
         raise InvalidInput(f"rerank depths must be positive, got {list(rerank_depths)}")
+    if cascade_depth < 0:
+        raise InvalidInput(f"cascade depth must be >= 0 (0: no cascade rows), got {cascade_depth}")
+    if cascade_depth and rerank and not any(depth > cascade_depth for depth in rerank_depths):
+        raise InvalidInput(f"the cascade depth ({cascade_depth}) must be below a rerank depth "
+                           f"({list(rerank_depths)}): the cheap reranker prunes the top D to the top N, so pass e.g. "
+                           f"--rerank-top-k 100 --cascade-depth 20")
     alone_top_k = max([100, *rerank_depths]) if rerank else 100
     label = "order" if base.rerank_weight == 0 else f"z-fused w={base.rerank_weight:g}"
     variants = []
@@ -136,8 +147,13 @@ def standard_variants(base: SearchConfig, first_stages: Sequence[FirstStage] = (
                                 False, baseline))
         if rerank:
             for depth in dict.fromkeys(rerank_depths):
-                config = replace(base, first_stage=first, top_k=depth, top_n=depth, rerank_depth=depth)
-                variants.append(Variant(f"{kind} + rerank top {depth} ({label})", config, True, kind))
+                config = replace(base, first_stage=first, top_k=depth, top_n=depth, rerank_depth=depth,
+                                 cascade_depth=None)
+                name = f"{kind} + rerank top {depth} ({label})"
+                variants.append(Variant(name, config, True, kind))
+                if 0 < cascade_depth < depth:
+                    variants.append(Variant(f"{kind} + cascade top {depth} -> top {cascade_depth} ({label})",
+                                            replace(config, cascade_depth=cascade_depth), True, name))
     return variants
 
 
@@ -182,7 +198,10 @@ def evaluate_variants(searcher: Searcher, queries: dict[str, str], qrels: Qrels,
     if any(variant.rerank for variant in variants) and searcher.reranker is None:
         raise InvalidInput("a variant reranks but the Searcher has no cross-encoder: pass one, or drop "
                            "the reranked variants")
-    saved_config, saved_cache = searcher.config, searcher.cache
+    if any(variant.rerank and variant.config.cascading for variant in variants) and searcher.cascade_reranker is None:
+        raise InvalidInput("a variant cascades but the Searcher has no cascade reranker: pass cascade_reranker "
+                           "(CLI: --cascade-reranker M), or drop the cascade variants")
+    saved_config, saved_cache, saved_cascade = searcher.config, searcher.cache, searcher.cascade_cache
     scores = []
     try:
         for number, variant in enumerate(variants, start=1):
@@ -196,22 +215,29 @@ def evaluate_variants(searcher: Searcher, queries: dict[str, str], qrels: Qrels,
                             rerank=variant.rerank)
             if cold_cache:
                 searcher.cache = ScoreCache(saved_cache.max_entries)
-            hits, misses = searcher.cache.hits, searcher.cache.misses
+                searcher.cascade_cache = ScoreCache(saved_cascade.max_entries)
+            hits, misses = _cache_use(searcher)
             description = f"[{number}/{len(variants)}] {variant.name}"
             results, seconds, replayed = _search(searcher, variant, list(selected.values()), per_query_latency,
                                                  description, show_progress)
             mode: LatencyMode = "per-query" if per_query_latency else "batch"
+            now_hits, now_misses = _cache_use(searcher)
             scores.append(_score(variant, list(selected), results, seconds, replayed, qrels, mode,
-                                 searcher.cache.hits - hits, searcher.cache.misses - misses, cold_cache))
+                                 now_hits - hits, now_misses - misses, cold_cache))
     finally:
-        searcher.config, searcher.cache = saved_config, saved_cache
+        searcher.config, searcher.cache, searcher.cascade_cache = saved_config, saved_cache, saved_cascade
     return scores
 
 
+def _cache_use(searcher: Searcher) -> tuple[int, int]:
+    """Hits and misses of both score caches (the reranker's and the cascade reranker's) so far."""
+    return (searcher.cache.hits + searcher.cascade_cache.hits, searcher.cache.misses + searcher.cascade_cache.misses)
+
+
 def _search(searcher: Searcher, variant: Variant, texts: list[str], per_query: bool, description: str,
-            show_progress: bool) -> tuple[list[SearchResult], list[float], list[float]]:
-    """Results, wall-clock seconds per query (in batch mode, each query's share of its chunk), and the
-    measured cold cost of the cross-encoder scores each query took from the cache."""
+            show_progress: bool) -> tuple[list[SearchResult], list[float], dict[str, list[float]]]:
+    """Results, wall-clock seconds per query (in batch mode, each query's share of its chunk), and, per rerank
+    stage ("rerank", "cascade"), the measured cold cost of the scores each query took from that stage's cache."""
     if per_query:
         chunk = 1
     elif variant.rerank:
@@ -220,20 +246,23 @@ def _search(searcher: Searcher, variant: Variant, texts: list[str], per_query: b
         chunk = _QUERIES_PER_CHUNK
     results: list[SearchResult] = []
     seconds: list[float] = []
-    replayed: list[float] = []
+    replayed: dict[str, list[float]] = {"rerank": [], "cascade": []}
+    caches = {"rerank": searcher.cache, "cascade": searcher.cascade_cache}
     with progress_task(description, len(texts), show_progress) as advance:
         for start in range(0, len(texts), chunk):
             batch = texts[start:start + chunk]
-            began, replay_before = time.perf_counter(), searcher.cache.replayed_seconds
+            began = time.perf_counter()
+            replay_before = {stage: cache.replayed_seconds for stage, cache in caches.items()}
             results += searcher.search_many(batch, rerank=variant.rerank)
             seconds += [(time.perf_counter() - began) / len(batch)] * len(batch)
-            replayed += [(searcher.cache.replayed_seconds - replay_before) / len(batch)] * len(batch)
+            for stage, cache in caches.items():
+                replayed[stage] += [(cache.replayed_seconds - replay_before[stage]) / len(batch)] * len(batch)
             advance(len(batch))
     return results, seconds, replayed
 
 
 def _score(variant: Variant, ids: list[str], results: list[SearchResult], seconds: list[float],
-           replayed: list[float], qrels: Qrels,
+           replayed: dict[str, list[float]], qrels: Qrels,
            mode: LatencyMode, cache_hits: int, cache_misses: int, cold_cache: bool) -> PipelineScore:
     run: Run = {qid: {hit.id: hit.score for hit in result.hits} for qid, result in zip(ids, results, strict=True)}
     judged = {qid: qrels[qid] for qid in ids if qid in qrels}
@@ -243,9 +272,10 @@ def _score(variant: Variant, ids: list[str], results: list[SearchResult], second
     # "total" is the wall clock around the search call, so it includes what no stage timed (hit building).
     per_stage["total"] = seconds
     # Cache hits are charged what those pairs cost when first scored, so rows compare as cold runs.
-    if "rerank" in per_stage:
-        per_stage["rerank"] = [t + r for t, r in zip(per_stage["rerank"], replayed, strict=True)]
-        per_stage["total"] = [t + r for t, r in zip(seconds, replayed, strict=True)]
+    for stage in ("rerank", "cascade"):
+        if stage in per_stage:
+            per_stage[stage] = [t + r for t, r in zip(per_stage[stage], replayed[stage], strict=True)]
+            per_stage["total"] = [t + r for t, r in zip(per_stage["total"], replayed[stage], strict=True)]
     latency = {stage: _latency(values, mode) for stage, values in per_stage.items()}
     return PipelineScore(variant, dict(evaluated.mean), latency, mode, cache_hits, cache_misses, cold_cache,
                          dict(evaluated.per_query), run)

@@ -32,6 +32,7 @@ class FrontierPoint:
     reranked: bool
     ms_per_query: float
     ndcg_at_10: float
+    cascade: bool = False  # a cheap reranker pruned the candidates for the cross-encoder
 
 
 def pareto_front(points: Sequence[FrontierPoint]) -> list[FrontierPoint]:
@@ -83,7 +84,8 @@ def plot_frontier(points: Sequence[FrontierPoint], path: str | os.PathLike[str],
     for point, log in zip(points, logs, strict=True):
         color = _color(point.first_stage, stages.index(point.first_stage))
         axes.scatter(10 ** log, point.ndcg_at_10, color=color, s=60, zorder=3,
-                     marker="^" if point.reranked else "o", edgecolors="black", linewidths=0.5)
+                     marker="s" if point.cascade else "^" if point.reranked else "o", edgecolors="black",
+                     linewidths=0.5)
         # Labels of the slowest points go on their left, so the figure edge does not cut them off.
         on_left = len(points) > 1 and log > min(logs) + 0.6 * (max(logs) - min(logs))
         axes.annotate(point.name, (10 ** log, point.ndcg_at_10), fontsize=7, ha="right" if on_left else "left",
@@ -100,8 +102,11 @@ def plot_frontier(points: Sequence[FrontierPoint], path: str | os.PathLike[str],
                for index, stage in enumerate(stages)]
     handles += [Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black", label="first stage"),
                 Line2D([], [], marker="^", linestyle="", color="white", markeredgecolor="black",
-                       label="+ cross-encoder rerank"),
-                Line2D([], [], linestyle="--", color="gray", label="Pareto front")]
+                       label="+ cross-encoder rerank")]
+    if any(point.cascade for point in points):
+        handles.append(Line2D([], [], marker="s", linestyle="", color="white", markeredgecolor="black",
+                              label="+ cascade (cheap reranker, then cross-encoder)"))
+    handles.append(Line2D([], [], linestyle="--", color="gray", label="Pareto front"))
     axes.legend(handles=handles, loc="best", fontsize=8)
     return _save(figure, path)
 
@@ -116,7 +121,8 @@ def write_plots(report: Mapping[str, Any], folder: str | os.PathLike[str]) -> di
         written[RECALL_PLOT] = plot_recall_curves(report["recall_curves"], folder / RECALL_PLOT,
                                                   report.get("rerank_depths", ()), f"Recall@k of each first stage: {where}")
     points = [FrontierPoint(row["name"], row["first_stage"], row["reranked"], row["latency_ms"]["total"]["mean"],
-                            row["metrics"]["ndcg@10"]) for row in report["rows"] if not row["sample"]]
+                            row["metrics"]["ndcg@10"], bool(row.get("cascade_depth")))
+              for row in report["rows"] if not row["sample"]]
     if points:
         mode = report["latency_mode"]
         written[FRONTIER_PLOT] = plot_frontier(points, folder / FRONTIER_PLOT, f"nDCG@10 vs latency: {where}",

@@ -29,7 +29,7 @@ from bicross.evaluation.significance import paired_randomization_test, paired_t_
 __all__ = ["ReportInfo", "build_report", "recall_curve", "render_markdown", "write_report"]
 
 SIGNIFICANCE_METRIC = "ndcg@10"
-_STAGE_ORDER = ("encode", "dense", "bm25", "fuse", "rerank", "total")
+_STAGE_ORDER = ("encode", "dense", "bm25", "fuse", "cascade", "rerank", "total")
 _COLUMNS = (("nDCG@10", "ndcg@10"), ("MRR@10", "mrr@10"), ("Recall@100", "recall@100"))
 
 
@@ -42,6 +42,7 @@ class ReportInfo:
     bi_encoder: str
     cross_encoder: str | None = None
     index: str | None = None
+    cascade_reranker: str | None = None
     index_build_seconds: float | None = None
     documents: int | None = None
 
@@ -88,7 +89,8 @@ def build_report(scores: Sequence[PipelineScore], qrels: Qrels, info: ReportInfo
         "dataset": {"path": info.dataset, "split": info.split,
                     "queries": max((len(score.per_query.get(SIGNIFICANCE_METRIC, {})) for score in full), default=0),
                     "documents": info.documents},
-        "models": {"bi_encoder": info.bi_encoder, "cross_encoder": info.cross_encoder},
+        "models": {"bi_encoder": info.bi_encoder, "cross_encoder": info.cross_encoder,
+                   **({"cascade_reranker": info.cascade_reranker} if info.cascade_reranker else {})},
         "index": {"path": info.index, "build_seconds": info.index_build_seconds},
         "latency_mode": modes[0] if len(modes) == 1 else modes,
         "cold_cache": any(score.cold_cache for score in scores),
@@ -124,7 +126,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"# bicross eval: {dataset['path']} ({dataset['split']}, {dataset['queries']} queries)", "",
         f"- bicross {report['bicross_version']}, {report['created']}; {machine['platform']}, "
         f"{machine['cpu_count']} CPUs, Python {machine['python']}",
-        f"- bi-encoder `{models['bi_encoder']}`; cross-encoder `{models['cross_encoder'] or 'none'}`",
+        f"- bi-encoder `{models['bi_encoder']}`; cross-encoder `{models['cross_encoder'] or 'none'}`"
+        + (f"; cascade reranker `{models['cascade_reranker']}` (reads each cascade row's top D, the cross-encoder "
+           "its top N)" if models.get("cascade_reranker") else ""),
         f"- index `{report['index']['path']}`: {dataset['documents'] or '?'} documents, built in "
         f"{_number(report['index']['build_seconds'], 1)} s (dense embeddings and BM25 together, from its manifest)",
         f"- latency mode: {_mode_text(mode)}",
@@ -181,6 +185,7 @@ def _row(score: PipelineScore, baseline: PipelineScore | None, trials: int, seed
         "fusion": config.first_stage.fusion if config.first_stage.kind == "hybrid" else None,
         "reranked": score.variant.rerank,
         "rerank_weight": config.rerank_weight if score.variant.rerank else None,
+        "cascade_depth": config.cascade_depth if score.variant.rerank and config.cascading else None,
         "top_k": config.top_k,
         "top_n": config.top_n,
         "sample": score.variant.query_ids is not None,
