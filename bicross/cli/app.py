@@ -303,7 +303,7 @@ def train(
     index_dir: Annotated[Path | None, typer.Option("--index", "-i", help="Collection to mine from (default: "
                                                    "built from DATA with the base bi-encoder, once).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these settings.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training examples (default 3).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training examples (default 5).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 32).")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the dev split, order and initialisation.")] = None,

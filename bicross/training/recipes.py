@@ -38,7 +38,7 @@ Kind = Literal["bi-encoder", "cross-encoder"]
 class Recipe:
     """Everything a run depends on besides the data: the defaults are the measured recipe."""
 
-    train: TrainConfig = TrainConfig(epochs=3, batch_size=32, learning_rate=2e-5)
+    train: TrainConfig = TrainConfig(epochs=5, batch_size=32, learning_rate=2e-5)  # 5: dev 0.753 vs 0.722 at 3
     mining: MiningConfig = MiningConfig(count=1, guard_pool=8)
     guard: bool = True  # drop mined candidates the teacher judges about as relevant as a positive
     teacher: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"
