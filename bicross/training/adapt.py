@@ -43,7 +43,7 @@ from bicross.rerankers.cross_encoder import DEFAULT_CROSS_ENCODER
 from bicross.training.data import ContrastiveExample, JudgedQuery, read_contrastive_jsonl
 from bicross.training.distill_steps import DistillLoss, bi_encoder_distill_step
 from bicross.training.labels import LabelReport, label_examples
-from bicross.training.mining import MiningConfig, MiningReport, mine_hard_negatives
+from bicross.training.mining import MiningConfig, MiningReport, mine_once
 from bicross.training.pseudo_queries import PseudoQuery, PseudoQueryConfig, generate_pseudo_queries
 from bicross.training.trainer import TrainConfig, Trainer, TrainResult
 
@@ -131,12 +131,9 @@ def adapt(index: str | Path, out: str | Path, config: AdaptConfig = AdaptConfig(
     pseudo = _pseudo_queries(out / "pseudo-queries.jsonl", collection, config.queries)
     train_pseudo, dev_pseudo = split_by_document(pseudo, config.dev_fraction, config.dev_max, config.queries.seed)
     train_queries, dev_queries = _judged(train_pseudo), _judged(dev_pseudo)
-    mining = None
-    if not (out / "candidates.done").is_file():
-        mining = mine_hard_negatives(collection, first_encoder, train_queries, out / "candidates.jsonl", config.mining,
-                                     cached if config.guard else None, show_progress)
-        cached.save()
-        (out / "candidates.done").write_text(json.dumps(asdict(mining)) + "\n")
+    mining = mine_once(collection, first_encoder, train_queries, out / "candidates.jsonl", config.mining,
+                       cached if config.guard else None, show_progress)
+    cached.save()
     labels = None
     if not (out / "labels.jsonl").is_file():
         examples = _with_pseudo_positives(read_contrastive_jsonl(out / "candidates.jsonl"), train_pseudo,

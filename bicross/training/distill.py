@@ -30,7 +30,7 @@ from bicross.rerankers.cross_encoder import DEFAULT_CROSS_ENCODER
 from bicross.training.data import ContrastiveExample, load_beir_training, read_contrastive_jsonl, split_dev
 from bicross.training.distill_steps import DistillLoss, bi_encoder_distill_step, cross_encoder_distill_step
 from bicross.training.labels import LabelReport, label_examples
-from bicross.training.mining import MiningConfig, MiningReport, mine_hard_negatives
+from bicross.training.mining import MiningConfig, MiningReport, mine_once
 from bicross.training.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = ["DistillConfig", "DistillResult", "distill"]
@@ -110,12 +110,9 @@ def distill(kind: Kind, data: str | Path, student: str, out: str | Path, index: 
                            "needs a one-logit relevance cross-encoder")
     cached = CachedTeacher(teacher, out / "teacher-scores.json")
 
-    mining = None
-    if not (out / "candidates.done").is_file():
-        mining = mine_hard_negatives(collection, first_encoder, train_queries, out / "candidates.jsonl", config.mining,
-                                     cached if config.guard else None, show_progress)
-        cached.save()
-        (out / "candidates.done").write_text(json.dumps(asdict(mining)) + "\n")
+    mining = mine_once(collection, first_encoder, train_queries, out / "candidates.jsonl", config.mining,
+                       cached if config.guard else None, show_progress)
+    cached.save()
     labels = None
     if not (out / "labels.jsonl").is_file():
         _, labels = label_examples(read_contrastive_jsonl(out / "candidates.jsonl"), cached, out / "labels.jsonl",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +31,7 @@ import numpy as np
 from bicross.errors import InvalidInput
 from bicross.training.data import ContrastiveExample, JudgedQuery
 
-__all__ = ["MiningConfig", "MiningReport", "guard_keeps", "mine_hard_negatives"]
+__all__ = ["MiningConfig", "MiningReport", "guard_keeps", "mine_hard_negatives", "mine_once"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,21 @@ def mine_hard_negatives(collection, encoder, queries: Sequence[JudgedQuery], out
                 examples += len(lines)
                 advance(1)
     return MiningReport(examples, len(todo), len(done), candidates, dropped)
+
+
+def mine_once(collection, encoder, queries: Sequence[JudgedQuery], out: str | Path,
+              config: MiningConfig = MiningConfig(), teacher=None, show_progress: bool = False) -> MiningReport | None:
+    """Mine into `out` unless its `.done` marker says a run already finished (then None); an interrupted run
+    resumes. A teacher that can `save()` (a cached one) is saved afterwards, so its scores outlive the run."""
+    out = Path(out)
+    done = out.with_suffix(".done")
+    if done.is_file():
+        return None
+    report = mine_hard_negatives(collection, encoder, queries, out, config, teacher, show_progress)
+    if hasattr(teacher, "save"):
+        teacher.save()
+    done.write_text(json.dumps(asdict(report)) + "\n")
+    return report
 
 
 def _guarded(teacher, query: JudgedQuery, pool: list[str], documents, row_of, margin: float) -> list[str]:

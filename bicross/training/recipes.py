@@ -24,7 +24,7 @@ import torch
 
 from bicross.errors import InvalidInput
 from bicross.training.data import ContrastiveExample, JudgedQuery, load_beir_training, read_contrastive_jsonl, split_dev
-from bicross.training.mining import MiningConfig, MiningReport, mine_hard_negatives
+from bicross.training.mining import MiningConfig, MiningReport, mine_once
 from bicross.training.models import TrainableBiEncoder, TrainableCrossEncoder
 from bicross.training.trainer import TrainConfig, Trainer, TrainResult
 
@@ -84,13 +84,8 @@ def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe
         collection = _collection(out / "base-index", documents, first_encoder, show_progress)
     teacher = CachedTeacher(CrossEncoder.load(recipe.teacher, max_length=recipe.max_length),
                              out / "teacher-scores.json") if recipe.guard else None
-    report = None
-    if not (out / "negatives.done").is_file():
-        report = mine_hard_negatives(collection, first_encoder, train_queries, out / "negatives.jsonl", recipe.mining,
-                                     teacher, show_progress)
-        if teacher is not None:
-            teacher.save()
-        (out / "negatives.done").write_text(json.dumps(asdict(report)) + "\n")
+    report = mine_once(collection, first_encoder, train_queries, out / "negatives.jsonl", recipe.mining, teacher,
+                       show_progress)
     examples = _with_negatives(read_contrastive_jsonl(out / "negatives.jsonl"), recipe.negatives_per_example)
     pool = dev_pool(collection, first_encoder, dev_queries, recipe.dev_depth)
     refresh = None
@@ -224,10 +219,7 @@ def _refresher(model: TrainableBiEncoder, documents: dict, queries: Sequence[Jud
                 shutil.rmtree(index)  # killed while building: build again
             encoder = live_bi_encoder(model)
             collection = _collection(index, documents, encoder, show_progress)
-            report = mine_hard_negatives(collection, encoder, queries, mined, recipe.mining, teacher, show_progress)
-            if teacher is not None:
-                teacher.save()
-            (target / "negatives.done").write_text(json.dumps(asdict(report)) + "\n")
+            mine_once(collection, encoder, queries, mined, recipe.mining, teacher, show_progress)
             shutil.rmtree(index)
         return _swap_negatives(examples, read_contrastive_jsonl(mined), recipe.negatives_per_example)
 
