@@ -14,10 +14,10 @@ import torch
 
 from bicross.errors import InvalidInput, MissingExtra, ModelNotFound
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Backend", "BackendName", "DType", "OnnxBackend", "TorchBackend", "batch_size_for",
-           "load_backend", "resolve_dtype"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Backend", "BackendName", "DType", "OnnxBackend", "OpenVinoBackend", "TorchBackend",
+           "batch_size_for", "load_backend", "resolve_dtype"]
 
-BackendName = Literal["auto", "torch", "onnx"]
+BackendName = Literal["auto", "torch", "onnx", "openvino"]
 DType = Literal["auto", "float32", "bfloat16"]
 Task = Literal["encoder", "classifier"]
 
@@ -130,6 +130,41 @@ class OnnxBackend:
         return torch.from_numpy(np.asarray(first, dtype=np.float32))
 
 
+class OpenVinoBackend:
+    """An OpenVINO IR model (`bicross export --format openvino`) compiled for the CPU.
+
+    The inference precision is the export's hint (bf16 or f32); OpenVINO runs bf16 only where the CPU has
+    native bf16 and fp32 elsewhere, so `dtype` reports what was asked for and `precision` what runs.
+    """
+
+    name = "openvino"
+    batch_invariant = True
+
+    def __init__(self, model_file: Path, threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError as error:
+            raise MissingExtra("openvino", "openvino") from error
+        core = ov.Core()
+        model = core.read_model(str(model_file))
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.input_names = {port.get_any_name() for port in self.compiled.inputs}
+        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.dtype = "bfloat16" if "bf16" in self.precision else "float32"
+        self.request = self.compiled.create_infer_request()
+
+    def forward(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        """Run one batch on the inputs the model declares; return its first output."""
+        feed = {k: v for k, v in batch.items() if k in self.input_names}
+        if "token_type_ids" in self.input_names and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(batch["input_ids"])
+        result = self.request.infer(feed)
+        return torch.from_numpy(np.array(result[self.compiled.output(0)], dtype=np.float32))
+
+
 def _is_quantized(session: object) -> bool:
     meta = session.get_modelmeta()  # type: ignore[attr-defined]
     return "quant" in (meta.description or "").lower() or "quant" in (meta.producer_name or "").lower()
@@ -148,14 +183,20 @@ def load_backend(path: Path, task: Task, backend: BackendName = "auto", dtype: D
     """Open the weights in `path` with the requested runtime (auto: PyTorch if present, else ONNX)."""
     onnx_file = _find_onnx(path)
     has_torch_weights = any((path / f).exists() for f in _TORCH_WEIGHTS)
+    openvino_file = path / "openvino_model.xml"
     if backend == "auto":
-        backend = "torch" if has_torch_weights else "onnx"
+        backend = "torch" if has_torch_weights else "openvino" if openvino_file.is_file() and onnx_file is None \
+            else "onnx"
+    if backend == "openvino":
+        if not openvino_file.is_file():
+            raise ModelNotFound(f"no openvino_model.xml in {path}; make one with bicross export --format openvino")
+        return OpenVinoBackend(openvino_file, threads)
     if backend == "onnx":
         if onnx_file is None:
             raise ModelNotFound(f"no model.onnx in {path}; use backend='torch' or export the model to ONNX")
         return OnnxBackend(onnx_file, threads)
     if backend != "torch":
-        raise InvalidInput(f"unknown backend {backend!r}; choose 'auto', 'torch' or 'onnx'")
+        raise InvalidInput(f"unknown backend {backend!r}; choose 'auto', 'torch', 'onnx' or 'openvino'")
     if not has_torch_weights:
         raise ModelNotFound(f"no PyTorch weights (model.safetensors / pytorch_model.bin) in {path}; "
                             "use backend='onnx' for ONNX-only models")
