@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from bicross.cli.pairs import pairs_command
 from bicross.errors import BicrossError
 
 if TYPE_CHECKING:
@@ -595,3 +596,6 @@ def adapt(
                "per_document": per_document, "max_queries": max_queries, "count": count, "epochs": epochs,
                "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "dtype": dtype}
     run_adapt(index_dir, out, load_adapt_config(config, options), queries, qrels, console)
+
+
+app.command(name="pairs")(pairs_command)

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import run
 
 from bicross.models.export import EXPORT_MANIFEST
-from cli_runner import run
 
 
 def _beir(folder: Path) -> Path:
