@@ -1,8 +1,10 @@
-"""Searcher: a first stage (dense, BM25 or hybrid) then an optional cross-encoder rerank, optionally a cascade.
+"""Searcher: a first stage (dense, BM25 or hybrid) then an optional rerank, optionally a cascade.
 
-query -> first stage top_k (retrieval.py) -> cross-encoder scores for those pairs -> final order (the
+query -> first stage top_k (retrieval.py) -> reranker scores for those pairs -> final order (the
 reranker's alone, or fused with the first stage) -> top_n hits, with the seconds each stage took on every
 result. Batch search encodes all queries together and scores all pairs together, so batches stay full.
+The reranker is any `Reranker` (bicross.rerankers.protocol): a cross-encoder, or a ColBERT / Poly-encoder
+model (bicross.late_interaction), which reads document vectors from a token store when it has one.
 
 Cascade (`cascade_depth` > 0 and a `cascade_reranker`): a cheap cross-encoder (e.g. a distilled small one)
 scores the first `rerank_depth` candidates (stage "cascade"), and the expensive reranker reads only the
@@ -29,7 +31,7 @@ from bicross.index.collection import Collection
 from bicross.index.filters import Filters
 from bicross.models.tokenization import check_texts
 from bicross.rerankers.cache import ScoreCache
-from bicross.rerankers.cross_encoder import CrossEncoder
+from bicross.rerankers.protocol import Reranker, open_reranker
 from bicross.retrieval import FirstStageConfig, retrieve
 from bicross.scoring.fusion import interpolate
 from bicross.types import Hit, SearchResult, StageTiming
@@ -85,15 +87,15 @@ class SearchConfig:
 
 
 class Searcher:
-    """Retrieve candidates from a collection, optionally rerank them with a cross-encoder (or a cascade).
+    """Retrieve candidates from a collection, optionally rerank them (a cross-encoder, ColBERT, ...; or a cascade).
 
-    Cross-encoder scores are cached per (query, document text), so repeated pairs are scored once; the
+    Reranker scores are cached per (query, document text), so repeated pairs are scored once; the
     cascade reranker has a cache of its own (`cascade_cache`).
     """
 
-    def __init__(self, collection: Collection, encoder: BiEncoder, reranker: CrossEncoder | None = None,
+    def __init__(self, collection: Collection, encoder: BiEncoder, reranker: Reranker | None = None,
                  config: SearchConfig | None = None, cache: ScoreCache | None = None,
-                 cascade_reranker: CrossEncoder | None = None, cascade_cache: ScoreCache | None = None) -> None:
+                 cascade_reranker: Reranker | None = None, cascade_cache: ScoreCache | None = None) -> None:
         collection.check_encoder(encoder)
         if cascade_reranker is not None and reranker is None:
             raise InvalidInput("a cascade reranker prunes candidates for the expensive reranker, and there is none: "
@@ -112,22 +114,29 @@ class Searcher:
     @classmethod
     def open(cls, index: str | Path, *, model: str | None = None, reranker: str | None = "default",
              config: SearchConfig | None = None, rerank_max_length: int | None = DEFAULT_RERANK_MAX_LENGTH,
-             cascade_reranker: str | None = None, **model_options: object) -> Searcher:
+             cascade_reranker: str | None = None, token_store: str | Path | None = None,
+             **model_options: object) -> Searcher:
         """Open a collection with the encoder that built it (or `model`) and a reranker (None: no rerank).
 
-        `cascade_reranker` (a cheap cross-encoder) is loaded too; `config.cascade_depth` turns the cascade on.
+        `reranker`: a cross-encoder (hub id or folder), or `colbert:DIR` / `poly:DIR` for a late-interaction
+        model, which reads document vectors from `token_store` (a folder from `bicross token-store`) where it
+        holds them and encodes the other candidates as they come. `cascade_reranker` (a cheap reranker) is
+        loaded too; `config.cascade_depth` turns the cascade on.
         """
         from bicross.rerankers.cross_encoder import DEFAULT_CROSS_ENCODER
 
         collection = Collection.open(index)
         encoder = BiEncoder.load(model or collection.manifest["model"]["name"], **model_options)  # type: ignore[arg-type]
-        cross = cheap = None
+        if token_store is not None and reranker is None:
+            raise InvalidInput("a token store serves a ColBERT or Poly-encoder reranker, and reranking is off: pass "
+                               "reranker='colbert:DIR' (CLI: --reranker colbert:DIR) or drop the token store")
+        main = cheap = None
         if reranker is not None:
             name = DEFAULT_CROSS_ENCODER if reranker == "default" else reranker
-            cross = CrossEncoder.load(name, max_length=rerank_max_length)
+            main = open_reranker(name, max_length=rerank_max_length, token_store=token_store)
             if cascade_reranker is not None:
-                cheap = CrossEncoder.load(cascade_reranker, max_length=rerank_max_length)
-        return cls(collection, encoder, cross, config, cascade_reranker=cheap)
+                cheap = open_reranker(cascade_reranker, max_length=rerank_max_length)
+        return cls(collection, encoder, main, config, cascade_reranker=cheap)
 
     def search(self, query: str, top_k: int | None = None, top_n: int | None = None,
                rerank: bool = True, filters: Filters | None = None) -> SearchResult:
@@ -178,9 +187,9 @@ class Searcher:
                                                             strict=True)
         ]
 
-    def _rerank(self, reranker: CrossEncoder, cache: ScoreCache, queries: Sequence[str],
+    def _rerank(self, reranker: Reranker, cache: ScoreCache, queries: Sequence[str],
                 candidate_ids: list[np.ndarray], show_progress: bool) -> list[np.ndarray]:
-        """Cross-encoder scores per query, aligned with its candidates; all pairs go in one batch job."""
+        """Reranker scores per query, aligned with its candidates; all pairs go in one batch job."""
         documents = self.collection.documents
         pairs = [(query, documents[doc].full_text)
                  for query, ids in zip(queries, candidate_ids, strict=True) for doc in ids]

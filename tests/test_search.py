@@ -308,3 +308,30 @@ def test_cascade_needs_both_rerankers_and_two_caches(collection: Collection, enc
     # off (0 or None) with a cascade reranker loaded is plain reranking
     off = _cascade(collection, encoder, reranker, cheap_reranker, cascade_depth=0).search(QUERIES[0])
     assert [t.stage for t in off.timings] == ["encode", "dense", "rerank"]
+
+
+def test_open_loads_a_colbert_spec_with_its_token_store(collection: Collection, tiny_model_factory,
+                                                        tiny_encoder_path: Path, tmp_path: Path) -> None:
+    import torch
+
+    from bicross.late_interaction import ColBERT, ColBERTConfig, ColBERTReranker
+
+    torch.manual_seed(0)
+    backbone = tiny_model_factory("search-colbert", sentence_transformers=False, seed=3)
+    folder = ColBERT.from_backbone(str(backbone), ColBERTConfig(dim=16, query_length=10, document_length=20)) \
+        .save(tmp_path / "colbert")
+    loaded = ColBERTReranker.load(str(folder))
+    store = loaded.build_store(tmp_path / "tokens", [d.id for d in DOCUMENTS], [d.full_text for d in DOCUMENTS])
+    config = SearchConfig(top_k=8, top_n=5, first_stage=DENSE, rerank_weight=0.0)
+    searcher = Searcher.open(collection.path, model=str(tiny_encoder_path), reranker=f"colbert:{folder}",
+                             config=config, token_store=store.folder, dtype="float32")
+    assert isinstance(searcher.reranker, ColBERTReranker) and searcher.reranker.store is not None
+    hits = searcher.search(QUERIES[1]).hits
+    expected = loaded.score([(QUERIES[1], DOCUMENTS[int(hit.id[3:])].full_text) for hit in hits])
+    assert [hit.rerank_score for hit in hits] == pytest.approx(expected.tolist(), abs=2e-2)  # float16 store
+    assert [hit.rerank_score for hit in hits] == sorted([hit.rerank_score for hit in hits], reverse=True)
+    with pytest.raises(InvalidInput, match="reranking is off"):
+        Searcher.open(collection.path, model=str(tiny_encoder_path), reranker=None, token_store=store.folder)
+    with pytest.raises(InvalidInput, match="is a cross-encoder"):
+        Searcher.open(collection.path, model=str(tiny_encoder_path), reranker=str(tiny_encoder_path),
+                      token_store=store.folder)

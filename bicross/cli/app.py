@@ -1,4 +1,4 @@
-"""`bicross index | add | delete | search | rerank | eval | train | mine | export | info`: thin wrappers over the library."""
+"""`bicross index | add | delete | search | rerank | eval | token-store | train | mine | export | info`: thin wrappers."""
 
 from __future__ import annotations
 
@@ -28,7 +28,13 @@ IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Collection fol
 TopK = Annotated[int, typer.Option("--top-k", help="Candidates from the first stage.")]
 TopN = Annotated[int, typer.Option("--top-n", help="Results returned.")]
 NoRerank = Annotated[bool, typer.Option("--no-rerank", help="Return the first-stage order.")]
-Reranker = Annotated[str, typer.Option("--reranker", help="Cross-encoder: hub id or local folder.")]
+Reranker = Annotated[str, typer.Option(
+    "--reranker", help="Cross-encoder (hub id or folder), or colbert:DIR|poly:DIR for a ColBERT or Poly-encoder (DIR a "
+    "folder or hub id; colbert:answerdotai/answerai-colbert-small-v1 is the packaged zero-shot backbone).")]
+CrossEncoderOption = Annotated[str, typer.Option("--reranker", help="Cross-encoder: hub id or local folder.")]
+TokenStoreOption = Annotated[Path | None, typer.Option(
+    "--token-store", help="With --reranker colbert:DIR|poly:DIR: document vectors from `bicross token-store` (by "
+    "text); candidates it lacks are encoded as they come.")]
 DType = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 (PyTorch backend).")]
 # Query-time ANN knobs: override, for one run, what `bicross index` stored (a knob the searcher lacks is ignored).
 EfSearch = Annotated[int | None, typer.Option(
@@ -113,6 +119,7 @@ def search(
     rescore_factor: RescoreFactor = None,
     cascade_reranker: CascadeReranker = None,
     cascade_depth: CascadeDepth = None,
+    token_store: TokenStoreOption = None,
 ) -> None:
     """Search a collection for one query, or for every query in a file."""
     from dataclasses import replace
@@ -128,7 +135,7 @@ def search(
                                     {"ef_search": ef_search, "nprobe": nprobe, "rescore_factor": rescore_factor}),
                      cascade_depth=cascade_depth)
     searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config,
-                             cascade_reranker=cascade_reranker)
+                             cascade_reranker=cascade_reranker, token_store=token_store)
     results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
     if trec_run is not None:
         from bicross.evaluation import write_trec_run
@@ -193,18 +200,19 @@ def rerank(
     reranker: Reranker = DEFAULT_RERANKER,
     top_n: TopN = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    token_store: TokenStoreOption = None,
 ) -> None:
-    """Rerank a given candidate list with a cross-encoder."""
+    """Rerank a given candidate list with a cross-encoder (or a ColBERT / Poly-encoder)."""
     from rich.table import Table
 
     from bicross.cli.output import snippet
     from bicross.corpus import load_documents
-    from bicross.rerankers import CrossEncoder
+    from bicross.rerankers.protocol import open_reranker
     from bicross.search import DEFAULT_RERANK_MAX_LENGTH
 
     documents = load_documents(candidates)
-    cross_encoder = CrossEncoder.load(reranker, max_length=DEFAULT_RERANK_MAX_LENGTH)
-    ranked = cross_encoder.rank(query, [d.full_text for d in documents], top_n)
+    model = open_reranker(reranker, max_length=DEFAULT_RERANK_MAX_LENGTH, token_store=token_store)
+    ranked = model.rank(query, [d.full_text for d in documents], top_n)
     if as_json:
         print(json.dumps([{"rank": r, "id": documents[x.index].id, "score": x.score, "input_rank": x.index + 1}
                           for r, x in enumerate(ranked, start=1)], indent=2))
@@ -247,6 +255,7 @@ def evaluate_command(
     rescore_factor: RescoreFactor = None,
     cascade_reranker: CascadeReranker = None,
     cascade_depth: CascadeDepth = None,
+    token_store: TokenStoreOption = None,
 ) -> None:
     """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance.
 
@@ -264,7 +273,7 @@ def evaluate_command(
                           base=base, limit=limit, exhaustive_sample=exhaustive_sample,
                           per_query_latency=per_query_latency, cold_cache=cold,
                           score_cache=score_cache, out=out, cascade_reranker=cascade_reranker,
-                          cascade_depth=cascade_depth or 0)
+                          cascade_depth=cascade_depth or 0, token_store=token_store)
     report = run_evaluation(options, errors if as_json else console, print_tables=not as_json)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -348,17 +357,42 @@ def mine(
     run_mine(data, index_dir, out, config, teacher, split, console)
 
 
+@app.command(name="token-store")
+def token_store_command(
+    index_dir: Annotated[Path, typer.Argument(help="Collection folder built by `bicross index`.")],
+    reranker: Annotated[str, typer.Option("--reranker", help="colbert:DIR|poly:DIR: the model whose document vectors "
+                                          "to store (folder or hub id), as later passed to search / eval.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Token store folder (created, or extended with the "
+                                      "documents it lacks).")],
+    dtype: Annotated[str | None, typer.Option(help="float16 (default for a new store) | int8 (one scale per "
+                                              "vector, about half the bytes).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Documents per forward pass (default 32; 1 for int8 "
+                                                   "ONNX).")] = None,
+) -> None:
+    """Encode a collection's documents once for a ColBERT or Poly-encoder reranker (`--token-store OUT` later)."""
+    from bicross.cli.token_store import build_token_store
+
+    build_token_store(index_dir, reranker, out, dtype, batch_size, console)
+
+
 @app.command()
 def info(
-    index_dir: Annotated[Path, typer.Argument(help="Collection folder.")],
+    index_dir: Annotated[Path, typer.Argument(help="Collection folder, or a token store from `bicross token-store`.")],
     recall_sample: Annotated[int, typer.Option(
         "--recall-sample", help="Also measure recall@10 of the dense searcher against exact search, on N random "
         "stored document vectors perturbed slightly as queries.")] = 0,
 ) -> None:
-    """Show what a collection holds, what built it, its dense searcher and memory per document."""
+    """Show what a collection (or a token store) holds, what built it, its dense searcher and memory per document."""
     from bicross.index.collection import Collection
     from bicross.index.searchers import perturbed_samples
+    from bicross.late_interaction.token_store import is_token_store
 
+    if is_token_store(index_dir):
+        from bicross.cli.token_store import describe_token_store
+        from bicross.late_interaction.token_store import TokenStore
+
+        describe_token_store(TokenStore.open(index_dir), console)
+        return
     collection = Collection.open(index_dir)
     _print_manifest(collection.manifest, index_dir)
     if recall_sample > 0:
@@ -452,7 +486,7 @@ def serve(
         "from $BICROSS_API_KEYS (comma-separated). With no keys, reads are open and writes refused.")] = None,
     allow_anonymous_writes: Annotated[bool, typer.Option(
         "--allow-anonymous-writes", help="Let requests without a key add and delete documents (trusted networks).")] = False,
-    reranker: Reranker = DEFAULT_RERANKER,
+    reranker: CrossEncoderOption = DEFAULT_RERANKER,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="Load no cross-encoder (first-stage order only).")] = False,
     timeout: Annotated[float, typer.Option(help="Default seconds per request; a request may set its own.")] = 30.0,
     max_queue: Annotated[int, typer.Option(help="Model requests admitted at once; beyond: 429 with Retry-After.")] = 64,

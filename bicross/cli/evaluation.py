@@ -12,8 +12,8 @@ from rich.table import Table
 from bicross.search import DEFAULT_RERANK_MAX_LENGTH, SearchConfig
 
 if TYPE_CHECKING:
-    from bicross.rerankers import CrossEncoder
     from bicross.rerankers.cache import ScoreCache
+    from bicross.rerankers.protocol import Reranker
 
 __all__ = ["EvalOptions", "cascade_cache_file", "check_cascade_options", "run_evaluation"]
 
@@ -26,7 +26,7 @@ class EvalOptions:
     index_dir: Path | None = None
     split: str = "test"
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    reranker: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+    reranker: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"  # or colbert:DIR / poly:DIR
     first_stages: tuple[str, ...] = ("bm25", "dense", "hybrid")
     rerank_depths: tuple[int, ...] = (30,)  # empty: no reranked pipelines
     base: SearchConfig = field(default_factory=SearchConfig)
@@ -38,6 +38,7 @@ class EvalOptions:
     out: Path | None = None
     cascade_reranker: str | None = None  # a cheap cross-encoder: cascade rows read its top cascade_depth
     cascade_depth: int = 0
+    token_store: Path | None = None  # document vectors of a colbert:/poly: reranker (`bicross token-store`)
 
 
 def cascade_cache_file(score_cache: Path) -> Path:
@@ -76,7 +77,7 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
     from bicross.evaluation.pipeline import evaluate_variants, exhaustive_variant, sample_queries, standard_variants
     from bicross.evaluation.report import ReportInfo, build_report, write_report
     from bicross.index.collection import Collection
-    from bicross.rerankers import CrossEncoder
+    from bicross.rerankers.protocol import open_reranker
     from bicross.search import Searcher
 
     if options.exhaustive_sample < 0:
@@ -101,10 +102,13 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
         collection = Collection.build(folder, documents, encoder,
                                       show_progress=progress)
     reranking = bool(options.rerank_depths) or options.exhaustive_sample > 0
-    cross = CrossEncoder.load(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH) if reranking else None
+    if options.token_store is not None and not reranking:
+        raise InvalidInput("--token-store serves the reranker, and nothing is reranked (--no-rerank): drop one")
+    cross = open_reranker(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH,
+                          token_store=options.token_store) if reranking else None
     cheap = None
     if options.cascade_reranker is not None:
-        cheap = CrossEncoder.load(options.cascade_reranker, max_length=DEFAULT_RERANK_MAX_LENGTH)
+        cheap = open_reranker(options.cascade_reranker, max_length=DEFAULT_RERANK_MAX_LENGTH)
     cascade_file = cascade_cache_file(options.score_cache) if options.score_cache is not None else None
     searcher = Searcher(collection, encoder, cross, cache=_score_cache(options.score_cache, cross),
                         cascade_reranker=cheap, cascade_cache=_score_cache(cascade_file, cheap))
@@ -121,9 +125,10 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
         searcher.cache.save(options.score_cache, cross.identity)
     if cascade_file is not None and cheap is not None:
         searcher.cascade_cache.save(cascade_file, cheap.identity)
+    # the spec names the model and its kind (colbert:DIR); a cross-encoder's spec is its name
     info = ReportInfo(dataset=str(options.data), split=options.split, bi_encoder=encoder.name,
-                      cross_encoder=cross.name if cross is not None else None, index=str(folder),
-                      cascade_reranker=cheap.name if cheap is not None else None,
+                      cross_encoder=options.reranker if cross is not None else None, index=str(folder),
+                      cascade_reranker=options.cascade_reranker if cheap is not None else None,
                       index_build_seconds=collection.manifest.get("build_seconds"), documents=len(collection))
     report = build_report(scores, qrels, info)
     written = write_report(report, options.out) if options.out is not None else {}
@@ -134,8 +139,8 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
     return report
 
 
-def _score_cache(file: Path | None, cross: CrossEncoder | None) -> ScoreCache | None:
-    """The saved scores of this cross-encoder in `file`, if any (hits are charged their first measured cost)."""
+def _score_cache(file: Path | None, cross: Reranker | None) -> ScoreCache | None:
+    """The saved scores of this reranker in `file`, if any (hits are charged their first measured cost)."""
     from bicross.rerankers.cache import ScoreCache
 
     if file is None or cross is None or not file.exists():

@@ -102,10 +102,10 @@ def plot_frontier(points: Sequence[FrontierPoint], path: str | os.PathLike[str],
                for index, stage in enumerate(stages)]
     handles += [Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black", label="first stage"),
                 Line2D([], [], marker="^", linestyle="", color="white", markeredgecolor="black",
-                       label="+ cross-encoder rerank")]
+                       label="+ rerank (cross-encoder, ColBERT, ...)")]
     if any(point.cascade for point in points):
         handles.append(Line2D([], [], marker="s", linestyle="", color="white", markeredgecolor="black",
-                              label="+ cascade (cheap reranker, then cross-encoder)"))
+                              label="+ cascade (cheap reranker, then reranker)"))
     handles.append(Line2D([], [], linestyle="--", color="gray", label="Pareto front"))
     axes.legend(handles=handles, loc="best", fontsize=8)
     return _save(figure, path)

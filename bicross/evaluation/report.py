@@ -126,8 +126,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"# bicross eval: {dataset['path']} ({dataset['split']}, {dataset['queries']} queries)", "",
         f"- bicross {report['bicross_version']}, {report['created']}; {machine['platform']}, "
         f"{machine['cpu_count']} CPUs, Python {machine['python']}",
-        f"- bi-encoder `{models['bi_encoder']}`; cross-encoder `{models['cross_encoder'] or 'none'}`"
-        + (f"; cascade reranker `{models['cascade_reranker']}` (reads each cascade row's top D, the cross-encoder "
+        f"- bi-encoder `{models['bi_encoder']}`; reranker `{models['cross_encoder'] or 'none'}`"
+        + (f"; cascade reranker `{models['cascade_reranker']}` (reads each cascade row's top D, the reranker "
            "its top N)" if models.get("cascade_reranker") else ""),
         f"- index `{report['index']['path']}`: {dataset['documents'] or '?'} documents, built in "
         f"{_number(report['index']['build_seconds'], 1)} s (dense embeddings and BM25 together, from its manifest)",

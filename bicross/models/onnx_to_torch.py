@@ -1,14 +1,18 @@
-"""Rebuild a PyTorch BERT classifier from an int8 dynamically quantized ONNX export of it.
+"""Rebuild a PyTorch BERT (a classifier, or a bare encoder) from an int8 dynamically quantized ONNX export of it.
 
-The packaged ms-marco-MiniLM-L-12-v2 reranker ships only as int8 ONNX: fast in ONNX Runtime, but it cannot be
-fine-tuned, run under bf16 autocast or on a GPU. Its weights are all in the file, so a float model can be
-rebuilt: onnxruntime's dynamic quantizer keeps every BERT tensor name (`bert.encoder.layer.0.output.dense.bias`,
-...) except those of the linear weights, and stores each quantized tensor as `<base>_quantized` (int8/uint8)
-beside `<base>_scale` and `<base>_zero_point`.
+The packaged ms-marco-MiniLM-L-12-v2 reranker and answerai-colbert-small-v1 backbone ship only as int8 ONNX:
+fast in ONNX Runtime, but they cannot be fine-tuned, run under bf16 autocast or on a GPU. Their weights are all
+in the file, so a float model can be rebuilt: onnxruntime's dynamic quantizer keeps every BERT tensor name
+(`bert.encoder.layer.0.output.dense.bias`, ...) except those of the linear weights, and stores each quantized
+tensor as `<base>_quantized` (int8/uint8) beside `<base>_scale` and `<base>_zero_point`.
 
-Shortcuts, on purpose: BERT with absolute positions and exact GELU only (what cross-encoder checkpoints use);
+What is built is read from the names, not guessed: `bert.`-prefixed tensors with a `classifier` are a
+`BertForSequenceClassification` (the cross-encoder), unprefixed `embeddings.` / `encoder.` / `pooler.` tensors
+a `BertModel` (an encoder exported on its own, like the ColBERT backbone); any other layout is refused.
+
+Shortcuts, on purpose: BERT with absolute positions and exact GELU only (what these checkpoints use);
 anything else is refused, not guessed. The rebuilt weights carry the int8 rounding of the file (each within
-scale / 2 of the original), so the copy agrees with the ONNX scores closely but is not the original checkpoint.
+scale / 2 of the original), so the copy agrees with the ONNX outputs closely but is not the original checkpoint.
 """
 
 from __future__ import annotations
@@ -27,14 +31,13 @@ import numpy as np
 from bicross.errors import InvalidInput, MissingExtra, ModelNotFound
 
 if TYPE_CHECKING:
-    from transformers import BertForSequenceClassification
+    from transformers import BertForSequenceClassification, BertModel
 
 __all__ = ["bert_from_quantized_onnx", "materialize_pytorch_copy"]
 
 MANIFEST_FILE = "bicross-conversion.json"  # written last: a folder without it was never finished
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 _PARTIAL = ".partial-"  # temporary folders are named .<target>.partial-<pid>-<random>
-_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
 
 # Agreement measured once per known source file (sha256 of its model.onnx), quoted in the model card.
 _MEASURED = {
@@ -44,11 +47,22 @@ _MEASURED = {
         "(query, abstract) pairs (40 test queries x 5 documents, max_length 256, fp32); max |logit difference| "
         "0.72, mean 0.19.",
     ),
+    "4980983628c18e4f0a4c756114abd2d7c097c6ccad9cffc70e77302d21e05df0": (
+        "answerdotai/answerai-colbert-small-v1",
+        "per-token cosine of the hidden states against the ONNX file's (onnxruntime, one text per pass) over "
+        "142 token vectors of 2 queries (32 tokens with [MASK] expansion) and 4 short passages (ColBERT "
+        "tokenization, fp32): min 0.975, mean 0.997. MaxSim scores of the 8 (query, passage) pairs within 0.19 "
+        "of the file's (which range 23 to 29), with the same best passage per query. The file, and so this copy, "
+        "has no ColBERT projection: it is the backbone only.",
+    ),
 }
 
 
-def bert_from_quantized_onnx(onnx_path: Path) -> BertForSequenceClassification:
-    """Load the weights of a dynamically quantized BERT ONNX export into a float32 BertForSequenceClassification.
+def bert_from_quantized_onnx(onnx_path: Path) -> BertForSequenceClassification | BertModel:
+    """Load the weights of a dynamically quantized BERT ONNX export into a float32 PyTorch model.
+
+    A classifier export (`bert.` prefix and `classifier.*`) gives a BertForSequenceClassification; a bare
+    encoder export (`embeddings.*`, `encoder.*`, `pooler.*`) a BertModel.
 
     How each tensor is found:
     - float initializers named like a BERT parameter (LayerNorm weights/biases, every linear bias) are copied.
@@ -63,20 +77,22 @@ def bert_from_quantized_onnx(onnx_path: Path) -> BertForSequenceClassification:
 
     Raises:
         MissingExtra: the `onnx` package is not installed.
-        InvalidInput: the file is not a BERT classifier in that form; nothing is guessed.
+        InvalidInput: the file is not a BERT classifier or encoder in that form; nothing is guessed.
     """
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     graph = _load_graph(Path(onnx_path))
     tensors = _bert_tensors(graph)
-    config = BertConfig(**_config_values(graph, tensors))
-    model = BertForSequenceClassification(config)
+    prefix, classifier = _architecture(tensors)
+    config = BertConfig(**_config_values(graph, tensors, prefix, classifier))
+    model = BertForSequenceClassification(config) if classifier else BertModel(config)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise InvalidInput(f"{onnx_path} does not hold a BertForSequenceClassification: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}; only BERT classifiers quantized by onnxruntime are supported")
+        raise InvalidInput(f"{onnx_path} does not hold a {type(model).__name__}: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}; only BERT classifiers and encoders quantized by onnxruntime "
+                           "are supported")
     wrong = [f"{name} {tensors[name].shape} vs {tuple(value.shape)}" for name, value in expected.items()
              if tuple(tensors[name].shape) != tuple(value.shape)]
     if wrong:
@@ -169,30 +185,51 @@ def _linear_weight_name(matmul: Any, consumers: dict[str, list[Any]]) -> str:
                        "named bias; only onnxruntime dynamic quantization of a BERT export is supported")
 
 
-def _config_values(graph: Any, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+def _architecture(tensors: dict[str, np.ndarray]) -> tuple[str, bool]:
+    """The parameter-name prefix ("bert." or "") and whether a classifier head is there, read from the names.
+
+    >>> _architecture({"bert.embeddings.word_embeddings.weight": None, "classifier.bias": None})
+    ('bert.', True)
+    >>> _architecture({"embeddings.word_embeddings.weight": None})
+    ('', False)
+    """
+    classifier = "classifier.bias" in tensors
+    if "bert.embeddings.word_embeddings.weight" in tensors and classifier:
+        return "bert.", True
+    if "embeddings.word_embeddings.weight" in tensors and not classifier:
+        return "", False
+    found = sorted(name for name in tensors if name.endswith("word_embeddings.weight") or name.startswith("classifier"))
+    raise InvalidInput(f"the ONNX graph is neither a BERT classifier (bert.embeddings.* with classifier.*) nor a bare "
+                       f"BERT encoder (embeddings.* without a head); found {found[:5]}")
+
+
+def _config_values(graph: Any, tensors: dict[str, np.ndarray], prefix: str, classifier: bool) -> dict[str, Any]:
     def shape(name: str) -> tuple[int, ...]:
         if name not in tensors:
-            raise InvalidInput(f"no tensor {name} in the ONNX graph; only BERT classifiers are supported")
+            raise InvalidInput(f"no tensor {name} in the ONNX graph; only BERT classifiers and encoders are supported")
         return tuple(tensors[name].shape)
 
     operators = {node.op_type for node in graph.node}
     if "Erf" not in operators:
         raise InvalidInput("the ONNX graph has no Erf node: only BERT with exact GELU (hidden_act='gelu') is supported")
-    vocab_size, hidden_size = shape("bert.embeddings.word_embeddings.weight")
-    layers = {int(match.group(1)) for name in tensors if (match := _LAYER.match(name))}
-    return {
+    vocab_size, hidden_size = shape(f"{prefix}embeddings.word_embeddings.weight")
+    layer = re.compile(rf"^{re.escape(prefix)}encoder\.layer\.(\d+)\.")
+    layers = {int(match.group(1)) for name in tensors if (match := layer.match(name))}
+    values = {
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,
         "num_hidden_layers": len(layers),
-        "num_attention_heads": _attention_heads(graph, hidden_size),
-        "intermediate_size": shape("bert.encoder.layer.0.intermediate.dense.bias")[0],
-        "max_position_embeddings": shape("bert.embeddings.position_embeddings.weight")[0],
-        "type_vocab_size": shape("bert.embeddings.token_type_embeddings.weight")[0],
-        "num_labels": shape("classifier.bias")[0],
+        "num_attention_heads": _attention_heads(graph, hidden_size, prefix),
+        "intermediate_size": shape(f"{prefix}encoder.layer.0.intermediate.dense.bias")[0],
+        "max_position_embeddings": shape(f"{prefix}embeddings.position_embeddings.weight")[0],
+        "type_vocab_size": shape(f"{prefix}embeddings.token_type_embeddings.weight")[0],
         "hidden_act": "gelu",
         "layer_norm_eps": _layer_norm_eps(graph),
         "pad_token_id": 0,
     }
+    if classifier:
+        values["num_labels"] = shape("classifier.bias")[0]
+    return values
 
 
 def _constants(graph: Any) -> dict[str, np.ndarray]:
@@ -205,12 +242,13 @@ def _constants(graph: Any) -> dict[str, np.ndarray]:
     return values
 
 
-def _attention_heads(graph: Any, hidden_size: int) -> int:
-    """Heads from the query projection's reshape to `(batch, seq, heads, head_dim)`, built by a Concat of constants."""
+def _attention_heads(graph: Any, hidden_size: int, prefix: str) -> int:
+    """Heads from the query projection's reshape to `(batch, seq, heads, head_dim)` (or `(batch, seq, -1, head_dim)`),
+    built by a Concat of constants."""
     constants = _constants(graph)
     producers = {out: node for node in graph.node for out in node.output}
-    query_adds = {node.output[0] for node in graph.node
-                  if node.op_type == "Add" and "bert.encoder.layer.0.attention.self.query.bias" in node.input}
+    query_bias = f"{prefix}encoder.layer.0.attention.self.query.bias"
+    query_adds = {node.output[0] for node in graph.node if node.op_type == "Add" and query_bias in node.input}
     for node in graph.node:
         if node.op_type != "Reshape" or node.input[0] not in query_adds:
             continue
@@ -220,6 +258,10 @@ def _attention_heads(graph: Any, hidden_size: int) -> int:
             target = np.concatenate([p.reshape(-1) for p in parts[-2:]]) if all(p is not None for p in parts[-2:]) else None
         if target is not None and len(target) >= 2 and int(target[-2]) * int(target[-1]) == hidden_size:
             return int(target[-2])
+        # newer transformers reshape to (batch, seq, -1, head_dim): the heads are what head_dim leaves of hidden
+        if target is not None and len(target) >= 2 and int(target[-2]) == -1 and int(target[-1]) > 0 \
+                and hidden_size % int(target[-1]) == 0:
+            return hidden_size // int(target[-1])
     raise InvalidInput("cannot read the number of attention heads from the ONNX graph (no reshape of the layer-0 "
                        "query to (batch, seq, heads, head_dim)); only BERT exports are supported")
 

@@ -204,3 +204,70 @@ def test_a_graph_whose_weights_cannot_be_named_is_refused(tmp_path: Path) -> Non
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(InvalidInput, match="cannot name the weight w_quantized"):
         bert_from_quantized_onnx(path)
+
+
+def quantized_bert_encoder(folder: Path, target: Path) -> tuple[Path, Path]:
+    """Export a tiny BertModel as ONNX the way the packaged ColBERT backbone was (unprefixed tensor names, hidden
+    states and pooler outputs), quantize it dynamically with onnxruntime; return (float folder, model.onnx)."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import BertModel
+
+    class Positional(BertModel):  # a subclass keeps the parameter names (a wrapper module would prefix them)
+        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[override]
+            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state, out.pooler_output
+
+    model = Positional.from_pretrained(str(folder)).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # a random init has equal (zero / one) biases, which the exporter would merge into one
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    float_folder = target / "float"
+    BertModel.save_pretrained(model, float_folder)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = torch.tensor([[2, 10, 11, 12, 3]])
+    target.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(model, (example, torch.ones_like(example), torch.zeros_like(example)),
+                          str(target / "float.onnx"), input_names=names,
+                          output_names=["last_hidden_state", "pooler_output"], opset_version=14, dynamo=False,
+                          dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]})
+    (target / "int8").mkdir()
+    quantize_dynamic(str(target / "float.onnx"), str(target / "int8" / "model.onnx"), weight_type=QuantType.QInt8)
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).is_file():
+            (target / "int8" / name).write_bytes((folder / name).read_bytes())
+    return float_folder, target / "int8" / "model.onnx"
+
+
+def test_a_bare_bert_encoder_export_is_rebuilt_as_a_bert_model(tiny_model_factory, tmp_path: Path) -> None:
+    import onnxruntime
+    import torch
+    from transformers import AutoModel, BertModel
+
+    float_folder, onnx_file = quantized_bert_encoder(
+        tiny_model_factory("onnx-encoder", sentence_transformers=False, seed=3), tmp_path / "export")
+    rebuilt = bert_from_quantized_onnx(onnx_file)
+    assert type(rebuilt) is BertModel
+    assert (rebuilt.config.num_hidden_layers, rebuilt.config.num_attention_heads, rebuilt.config.hidden_size) == (2, 2, 32)
+    ids = np.array([[2, 10, 11, 12, 13, 14, 15, 3]])
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                                   "token_type_ids": np.zeros_like(ids)})[0][0]  # (tokens, hidden)
+    original = BertModel.from_pretrained(str(float_folder)).eval()
+
+    def cosines(states: np.ndarray) -> np.ndarray:
+        return (states * reference).sum(-1) / np.linalg.norm(states, axis=-1) / np.linalg.norm(reference, axis=-1)
+
+    with torch.no_grad():
+        states = rebuilt(input_ids=torch.from_numpy(ids)).last_hidden_state[0].numpy()
+        assert cosines(states).min() > 0.999  # every weight in its place
+        assert np.abs(original(input_ids=torch.from_numpy(ids)).last_hidden_state[0].numpy() - states).max() < 0.05
+
+    folder = materialize_pytorch_copy(onnx_file.parent, tmp_path / "copy")
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertModel"]
+    assert "not measured for this source file" in (folder / "README.md").read_text()
+    with torch.no_grad():
+        loaded = AutoModel.from_pretrained(str(folder)).eval()(input_ids=torch.from_numpy(ids)).last_hidden_state[0]
+    assert np.allclose(loaded.numpy(), states, atol=1e-6)
