@@ -1,10 +1,12 @@
 """A searchable collection: documents, their embeddings and a BM25 index, in one folder that can grow.
 
 Layout (format 2): documents and embeddings live in append-only segments, one `documents-K` /
-`embeddings-K` pair per commit that added documents; a tombstone file lists the rows that were deleted
-or replaced since; the BM25 index is rebuilt over the live documents at every commit (about a second per
-5,000 documents), so keyword and dense search always agree on what exists. Every commit is atomic (see
-store.py) and holds the folder's write lock.
+`embeddings-K` pair per commit that added documents, with `bm25-K`, the BM25 postings of those documents
+(bm25_segments.py); a tombstone file lists the rows that were deleted or replaced since, and both dense and
+BM25 search skip them, so keyword and dense search always agree on what exists. BM25 statistics (document
+count, average length, document frequencies) are summed over the live rows at query time, so an add analyses
+only the new documents and a delete writes no BM25 file, yet BM25 scores equal a fresh build's. Every commit
+is atomic (see store.py) and holds the folder's write lock.
 
 This module holds `Collection` (build, open, add, delete, compact, search) and the commit that writes a
 generation; segments.py reads the segment files back and checks them against the manifest.
@@ -20,12 +22,16 @@ searchers.py says which files each needs and what add, delete and compact do to 
 
 Shortcuts: an update is a delete plus an add, so an updated document moves to the end of the order.
 Segments accumulate until `compact()`, which `add` calls itself past `MAX_SEGMENTS`. Positions change
-when documents are deleted, so hold on to document ids, not positions, across commits.
+when documents are deleted, so hold on to document ids, not positions, across commits. A folder written
+before segment-wise BM25 (one `bm25` index over all documents, rebuilt at every commit) opens with its BM25
+segments rebuilt in memory from its documents, with a warning, at every open until its next commit (or
+`compact()`) writes them.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +52,7 @@ from bicross.index.searchers import (
     search_dense,
     settings_manifest,
 )
-from bicross.index.segments import CollectionState, load_generation, write_documents
+from bicross.index.segments import CollectionState, load_generation, read_documents, write_documents
 from bicross.index.store import commit, read_manifest, write_lock
 from bicross.scoring.similarity import normalize_rows
 from bicross.types import Document
@@ -115,7 +121,7 @@ class Collection:
 
     @property
     def bm25(self) -> Bm25Index:
-        """BM25 index over the live documents (rebuilt at every commit)."""
+        """BM25 index over the live documents (one segment per documents segment, tombstones skipped)."""
         return self._state.bm25
 
     def __len__(self) -> int:
@@ -190,7 +196,7 @@ class Collection:
         for attempt in range(_OPEN_ATTEMPTS):
             manifest = read_manifest(folder)
             try:
-                return cls(folder, load_generation(folder, manifest, verify_checksums))
+                return cls(folder, _load_generation(folder, manifest, verify_checksums))
             except (IndexCorrupt, OSError):
                 overtaken = read_manifest(folder)["generation"] != manifest["generation"]
                 if not overtaken or attempt == _OPEN_ATTEMPTS - 1:
@@ -222,7 +228,7 @@ class Collection:
             kept = np.ones(len(state.documents), dtype=bool)
             kept[replaced] = False
             live = [document for document, keep in zip(state.documents, kept, strict=True) if keep] + documents
-            bm25 = Bm25Index.build([d.full_text for d in live], _bm25_config(state.manifest))
+            bm25 = state.bm25.update(replaced, [d.full_text for d in documents])  # analyses the new documents only
             tombstones = np.union1d(state.tombstones, state.live_rows[replaced])
             segments = state.manifest["segments"]
             if len(segments) < MAX_SEGMENTS:
@@ -231,7 +237,7 @@ class Collection:
             else:  # rewrite everything as one segment rather than grow without bound
                 old = np.asarray(state.dense.embeddings)[kept]
                 merged = (live, np.concatenate([old, embeddings]), _truncated(state.manifest) + truncated)
-                self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, bm25, live)
+                self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, bm25.compacted(), live)
         return Changes(len(documents) - replaced.size, int(replaced.size), 0, len(self), self.manifest["generation"])
 
     def delete(self, ids: Iterable[str]) -> Changes:
@@ -254,7 +260,7 @@ class Collection:
             kept = np.ones(len(state.documents), dtype=bool)
             kept[gone] = False
             live = [document for document, keep in zip(state.documents, kept, strict=True) if keep]
-            bm25 = Bm25Index.build([d.full_text for d in live], _bm25_config(state.manifest))
+            bm25 = state.bm25.update(gone)  # tombstones only: no BM25 file is written
             tombstones = np.union1d(state.tombstones, state.live_rows[gone])
             self._state = _commit(self.path, state.manifest, state, state.manifest["segments"], None, tombstones,
                                   bm25, live)
@@ -264,32 +270,35 @@ class Collection:
         """Rewrite the live documents as one segment without tombstones; False if it already was one."""
         with write_lock(self.path):
             state = self._latest()
-            if len(state.manifest["segments"]) == 1 and state.tombstones.size == 0:
+            if len(state.manifest["segments"]) == 1 and state.tombstones.size == 0 and not _bm25_before_segments(
+                    state.manifest):
                 return False
             merged = (state.documents, np.asarray(state.dense.embeddings), _truncated(state.manifest))
-            self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, state.bm25,
-                                  state.documents, bm25_changed=False)  # same documents, same order
+            self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, state.bm25.compacted(),
+                                  state.documents)
         return True
 
     def _latest(self) -> CollectionState:
         """Under the write lock: the folder's committed state, reloaded if another process changed it."""
         manifest = read_manifest(self.path)
         if manifest != self._state.manifest:
-            self._state = load_generation(self.path, manifest, checksums=False)
+            self._state = _load_generation(self.path, manifest, checksums=False)
         return self._state
 
 
 def _commit(folder: Path, base: dict[str, Any], previous: CollectionState | None, carried_segments: list[dict[str, Any]],
             new_segment: tuple[list[Document], np.ndarray, int] | None, tombstones: np.ndarray,
-            bm25: Bm25Index, live: list[Document], bm25_changed: bool = True) -> CollectionState:
+            bm25: Bm25Index, live: list[Document]) -> CollectionState:
     """Commit a generation: the carried segments plus an optional new one, the tombstones, and BM25.
 
-    Files that did not change (carried segments, equal tombstones, an unchanged BM25) are carried over
-    from `previous`, not rewritten. `live` is the resulting live documents, in row order.
+    Files that did not change (carried segments with their BM25 postings, equal tombstones) are carried over
+    from `previous`, not rewritten. `bm25` has one segment per resulting segment (its tombstones equal
+    `tombstones`); `live` is the resulting live documents, in row order.
     """
     previous_files = {} if previous is None else previous.manifest["files"]
     carry = {role: previous_files[role] for segment in carried_segments
-             for role in (segment["documents"], segment["embeddings"], segment.get("codes")) if role is not None}
+             for role in (segment["documents"], segment["embeddings"], segment.get("codes"), segment.get("bm25"))
+             if role is not None}
     writers: dict[str, Any] = {}
     segments = [dict(segment) for segment in carried_segments]
     embeddings = None
@@ -309,10 +318,7 @@ def _commit(folder: Path, base: dict[str, Any], previous: CollectionState | None
             carry[tombstone_role] = previous_files[tombstone_role]
         else:
             writers[tombstone_role] = lambda target: np.save(target, tombstones, allow_pickle=False)
-    if bm25_changed or "bm25" not in previous_files:
-        writers["bm25"] = bm25.save
-    else:
-        carry["bm25"] = previous_files["bm25"]
+    writers.update(_bm25_writers(segments, bm25, tombstones))
     rows = sum(segment["rows"] for segment in segments)
     manifest = {key: value for key, value in base.items()
                 if key not in ("format", "format_version", "generation", "files")}
@@ -343,6 +349,75 @@ def _embed(documents: Sequence[Document], encoder: BiEncoder,
     if encoder.similarity == "cosine":
         embeddings = normalize_rows(embeddings).astype(np.float32)
     return embeddings, int(encoded.truncated)
+
+
+def _bm25_writers(segments: list[dict[str, Any]], bm25: Bm25Index, tombstones: np.ndarray) -> dict[str, Any]:
+    """Writers of the BM25 postings of the segments that have none yet (the new one; every segment of a folder
+    written before segment-wise BM25), whose "bm25" role is named in `segments` here."""
+    if [segment.num_rows for segment in bm25.segments] != [segment["rows"] for segment in segments] or not np.array_equal(
+            bm25.tombstones, tombstones):
+        raise AssertionError("the BM25 segments do not follow the collection's segments")  # a bug, not user input
+    writers: dict[str, Any] = {}
+    for number, segment in enumerate(segments):
+        if "bm25" not in segment:
+            segment["bm25"] = f"bm25-{number}"
+            writers[segment["bm25"]] = lambda target, number=number: bm25.save_segment(number, target)
+    return writers
+
+
+def _load_generation(folder: Path, manifest: dict[str, Any], checksums: bool | None) -> CollectionState:
+    """`load_generation` with the BM25 index read from the segments' postings (the files are verified after:
+    a damaged one that still parses fails its checksum there)."""
+    try:
+        segments, files, config = manifest["segments"], manifest["files"], _bm25_config(manifest)
+        tombstone_role = manifest["tombstones"]
+        tombstones = None if tombstone_role is None else np.load(folder / files[tombstone_role]["name"],
+                                                                 allow_pickle=False).astype(np.int64)
+        folders = [folder / files[segment["bm25"]]["name"] for segment in segments if "bm25" in segment]
+    except (KeyError, TypeError, ValueError) as error:
+        raise IndexCorrupt(f"{folder}/manifest.json or its tombstones are unreadable ({error}); rebuild the index") from None
+    if len(folders) < len(segments):
+        return _load_before_bm25_segments(folder, manifest, checksums, config, tombstones)
+    bm25 = Bm25Index.from_segment_folders(folders, config, tombstones)  # mapped: survives a later cleanup
+    return load_generation(folder, manifest, checksums, bm25=bm25)
+
+
+def _load_before_bm25_segments(folder: Path, manifest: dict[str, Any], checksums: bool | None, config: Bm25Config,
+                               tombstones: np.ndarray | None) -> CollectionState:
+    """A folder with one BM25 index over all documents (bicross before segment-wise BM25): rebuild its
+    segments in memory from the documents; the next commit writes them."""
+    started = time.perf_counter()
+    files, segments = manifest["files"], manifest["segments"]
+    live = np.ones(sum(segment["rows"] for segment in segments), dtype=bool)
+    try:
+        live[np.zeros(0, np.int64) if tombstones is None else tombstones] = False
+    except IndexError:
+        raise IndexCorrupt(f"{folder}: the tombstones name rows the segments do not have; rebuild the index") from None
+    documents: list[Document] = []
+    texts_per_segment, offset = [], 0
+    for segment in segments:
+        alive = live[offset:offset + segment["rows"]]
+        texts = [""] * segment["rows"]  # deleted rows: empty, and tombstoned below
+        segment_documents = read_documents(folder / files[segment["documents"]]["name"], alive)
+        for row, document in zip(np.flatnonzero(alive).tolist(), segment_documents, strict=True):
+            texts[row] = document.full_text
+        texts_per_segment.append(texts)
+        documents += segment_documents
+        offset += segment["rows"]
+    if not texts_per_segment:
+        raise IndexCorrupt(f"{folder}/manifest.json names no segments; rebuild the index")
+    bm25 = Bm25Index.build(texts_per_segment[0], config)
+    for texts in texts_per_segment[1:]:
+        bm25 = bm25.update((), texts)
+    bm25 = bm25.update(np.flatnonzero(~live))  # no tombstones yet: positions are rows
+    warnings.warn(f"{folder} was written before bicross kept BM25 per segment: its BM25 index was rebuilt in memory "
+                  f"from its {len(documents)} documents ({time.perf_counter() - started:.1f} s), and will be at every "
+                  "open until the next add, delete or compact() writes the new files", UserWarning, stacklevel=4)
+    return load_generation(folder, manifest, checksums, bm25=bm25, documents=documents)
+
+
+def _bm25_before_segments(manifest: dict[str, Any]) -> bool:
+    return not all("bm25" in segment for segment in manifest["segments"])
 
 
 def _bm25_config(manifest: dict[str, Any]) -> Bm25Config:
