@@ -1,8 +1,9 @@
-"""First stage: turn queries into candidate lists with dense search, BM25, or a fusion of both.
+"""First stage: turn queries into candidate lists with dense search, BM25, a fusion of both, or ColBERT.
 
 Each candidate list is `(row ids, scores)` best first. Hybrid asks each retriever for `depth` candidates
 (default 100, as the reference hybrid numbers in shared/data/README.md do), fuses them by reciprocal rank
-or by per-query normalized scores, and keeps the best `top_k`.
+or by per-query normalized scores, and keeps the best `top_k`. ColBERT (`kind="colbert"`) retrieves from a
+token store and its token index (bicross.late_interaction.retrieval), handed in as `colbert`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bicross.encoders.bi_encoder import BiEncoder
 from bicross.errors import InvalidInput
@@ -19,9 +20,12 @@ from bicross.index.filters import Filters
 from bicross.scoring.fusion import RankedList, reciprocal_rank_fusion, weighted_score_fusion
 from bicross.types import StageTiming
 
+if TYPE_CHECKING:
+    from bicross.late_interaction.retrieval import ColBERTRetriever
+
 __all__ = ["FirstStage", "FirstStageConfig", "Fusion", "retrieve"]
 
-FirstStage = Literal["dense", "bm25", "hybrid"]
+FirstStage = Literal["dense", "bm25", "hybrid", "colbert"]
 Fusion = Literal["rrf", "minmax", "zscore"]
 
 
@@ -31,7 +35,8 @@ class FirstStageConfig:
 
     `ef_search`, `nprobe` and `rescore_factor` override, for these searches, the values the collection's
     dense searcher was built with (HNSW beam width, IVF lists probed, quantized shortlist = top_k times
-    this); None keeps the built ones, and a knob that does not apply to the searcher is ignored.
+    this); None keeps the built ones, and a knob that does not apply to the searcher is ignored. For
+    `kind="colbert"`, `nprobe` is the centroids each query token probes (None: the retriever's own).
     """
 
     kind: FirstStage = "hybrid"
@@ -44,8 +49,8 @@ class FirstStageConfig:
     rescore_factor: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("dense", "bm25", "hybrid"):
-            raise InvalidInput(f"unknown first stage {self.kind!r}; choose dense, bm25 or hybrid")
+        if self.kind not in ("dense", "bm25", "hybrid", "colbert"):
+            raise InvalidInput(f"unknown first stage {self.kind!r}; choose dense, bm25, hybrid or colbert")
         if self.fusion not in ("rrf", "minmax", "zscore"):
             raise InvalidInput(f"unknown fusion {self.fusion!r}; choose rrf, minmax or zscore")
         if not 0.0 <= self.bm25_weight <= 1.0:
@@ -59,11 +64,12 @@ class FirstStageConfig:
 
 
 def retrieve(collection: Collection, encoder: BiEncoder, queries: Sequence[str], top_k: int,
-             config: FirstStageConfig, filters: Filters | None = None) -> tuple[list[RankedList], list[StageTiming]]:
+             config: FirstStageConfig, filters: Filters | None = None,
+             colbert: ColBERTRetriever | None = None) -> tuple[list[RankedList], list[StageTiming]]:
     """Candidate lists for each query (at most `top_k` each) and the seconds each step took (whole batch).
 
     `filters` (see index/filters.py) restricts every retriever to the matching documents before its top-k
-    cut, so up to `top_k` matching documents come back.
+    cut, so up to `top_k` matching documents come back. `colbert` serves `config.kind == "colbert"`.
     """
     timings: list[StageTiming] = []
     depth = top_k if config.kind != "hybrid" else max(top_k, config.depth)
@@ -74,6 +80,13 @@ def retrieve(collection: Collection, encoder: BiEncoder, queries: Sequence[str],
         started = time.perf_counter()
         allowed = collection.filter_mask(filters)
         timings.append(StageTiming("filter", time.perf_counter() - started))
+    if config.kind == "colbert":
+        if colbert is None:
+            raise InvalidInput("the first stage 'colbert' needs a ColBERT model and a token store with its token index: "
+                               "pass --colbert-model colbert:DIR --token-store DIR (Searcher.open(colbert_model=..., "
+                               "token_store=...)), built by `bicross token-store ... --index-tokens`")
+        found, steps = colbert.search_collection(collection, queries, top_k, allowed, nprobe=config.nprobe)
+        return found, timings + steps
     if config.kind in ("dense", "hybrid"):
         started = time.perf_counter()
         vectors = encoder.encode_queries(queries)

@@ -1,4 +1,4 @@
-"""Searcher: a first stage (dense, BM25 or hybrid) then an optional rerank, optionally a cascade.
+"""Searcher: a first stage (dense, BM25, hybrid or ColBERT) then an optional rerank, optionally a cascade.
 
 query -> first stage top_k (retrieval.py) -> reranker scores for those pairs -> final order (the
 reranker's alone, or fused with the first stage) -> top_n hits, with the seconds each stage took on every
@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from bicross.rerankers.protocol import Reranker, open_reranker
 from bicross.retrieval import FirstStageConfig, retrieve
 from bicross.scoring.fusion import interpolate
 from bicross.types import Hit, SearchResult, StageTiming
+
+if TYPE_CHECKING:
+    from bicross.late_interaction.retrieval import ColBERTRetriever
 
 __all__ = ["DEFAULT_RERANK_MAX_LENGTH", "SearchConfig", "Searcher", "cascade_final_order", "cascade_keep"]
 
@@ -90,12 +94,14 @@ class Searcher:
     """Retrieve candidates from a collection, optionally rerank them (a cross-encoder, ColBERT, ...; or a cascade).
 
     Reranker scores are cached per (query, document text), so repeated pairs are scored once; the
-    cascade reranker has a cache of its own (`cascade_cache`).
+    cascade reranker has a cache of its own (`cascade_cache`). `colbert` (a ColBERTRetriever over a token
+    store of the collection's documents) serves the first stage `colbert`.
     """
 
     def __init__(self, collection: Collection, encoder: BiEncoder, reranker: Reranker | None = None,
                  config: SearchConfig | None = None, cache: ScoreCache | None = None,
-                 cascade_reranker: Reranker | None = None, cascade_cache: ScoreCache | None = None) -> None:
+                 cascade_reranker: Reranker | None = None, cascade_cache: ScoreCache | None = None,
+                 colbert: ColBERTRetriever | None = None) -> None:
         collection.check_encoder(encoder)
         if cascade_reranker is not None and reranker is None:
             raise InvalidInput("a cascade reranker prunes candidates for the expensive reranker, and there is none: "
@@ -110,33 +116,46 @@ class Searcher:
         self.cache = cache if cache is not None else ScoreCache()
         self.cascade_reranker = cascade_reranker
         self.cascade_cache = cascade_cache if cascade_cache is not None else ScoreCache()
+        self.colbert = colbert
 
     @classmethod
     def open(cls, index: str | Path, *, model: str | None = None, reranker: str | None = "default",
              config: SearchConfig | None = None, rerank_max_length: int | None = DEFAULT_RERANK_MAX_LENGTH,
              cascade_reranker: str | None = None, token_store: str | Path | None = None,
-             **model_options: object) -> Searcher:
+             colbert_model: str | None = None, **model_options: object) -> Searcher:
         """Open a collection with the encoder that built it (or `model`) and a reranker (None: no rerank).
 
         `reranker`: a cross-encoder (hub id or folder), or `colbert:DIR` / `poly:DIR` for a late-interaction
         model, which reads document vectors from `token_store` (a folder from `bicross token-store`) where it
         holds them and encodes the other candidates as they come. `cascade_reranker` (a cheap reranker) is
-        loaded too; `config.cascade_depth` turns the cascade on.
+        loaded too; `config.cascade_depth` turns the cascade on. `colbert_model` (`colbert:DIR`) retrieves from
+        `token_store` and its token index for the first stage `colbert` (then the store serves the reranker only
+        when it is the same model, which is reused).
         """
         from bicross.rerankers.cross_encoder import DEFAULT_CROSS_ENCODER
 
         collection = Collection.open(index)
         encoder = BiEncoder.load(model or collection.manifest["model"]["name"], **model_options)  # type: ignore[arg-type]
-        if token_store is not None and reranker is None:
+        colbert = None
+        if colbert_model is not None:
+            from bicross.late_interaction.retrieval import ColBERTRetriever
+
+            if token_store is None:
+                raise InvalidInput("ColBERT retrieval reads a token store and its token index: pass token_store "
+                                   "(CLI: --token-store DIR, built by `bicross token-store ... --index-tokens`)")
+            colbert = ColBERTRetriever.open(colbert_model, token_store)
+        elif token_store is not None and reranker is None:
             raise InvalidInput("a token store serves a ColBERT or Poly-encoder reranker, and reranking is off: pass "
                                "reranker='colbert:DIR' (CLI: --reranker colbert:DIR) or drop the token store")
         main = cheap = None
         if reranker is not None:
             name = DEFAULT_CROSS_ENCODER if reranker == "default" else reranker
-            main = open_reranker(name, max_length=rerank_max_length, token_store=token_store)
+            store = token_store if colbert is None else None
+            main = colbert.encoder if colbert is not None and name == colbert_model else \
+                open_reranker(name, max_length=rerank_max_length, token_store=store)
             if cascade_reranker is not None:
                 cheap = open_reranker(cascade_reranker, max_length=rerank_max_length)
-        return cls(collection, encoder, main, config, cascade_reranker=cheap)
+        return cls(collection, encoder, main, config, cascade_reranker=cheap, colbert=colbert)
 
     def search(self, query: str, top_k: int | None = None, top_n: int | None = None,
                rerank: bool = True, filters: Filters | None = None) -> SearchResult:
@@ -162,7 +181,7 @@ class Searcher:
         if not queries:
             return []
         candidates, timings = retrieve(self.collection, self.encoder, queries, config.top_k, config.first_stage,
-                                       filters)
+                                       filters, colbert=self.colbert)
         rerank_scores: list[np.ndarray | None] = [None] * len(queries)
         cheap_scores: list[np.ndarray | None] = [None] * len(queries)
         if reranking:

@@ -34,14 +34,19 @@ Reranker = Annotated[str, typer.Option(
 CrossEncoderOption = Annotated[str, typer.Option("--reranker", help="Cross-encoder: hub id or local folder.")]
 TokenStoreOption = Annotated[Path | None, typer.Option(
     "--token-store", help="With --reranker colbert:DIR|poly:DIR: document vectors from `bicross token-store` (by "
-    "text); candidates it lacks are encoded as they come.")]
+    "text); candidates it lacks are encoded as they come. With --colbert-model: the store (and its token index) "
+    "ColBERT retrieves from.")]
+ColbertModelOption = Annotated[str | None, typer.Option(
+    "--colbert-model", help="colbert:DIR (folder or hub id) for --first-stage colbert: full ColBERT retrieval from "
+    "--token-store, whose token index `bicross token-store ... --index-tokens` builds.")]
 DType = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 (PyTorch backend).")]
 # Query-time ANN knobs: override, for one run, what `bicross index` stored (a knob the searcher lacks is ignored).
 EfSearch = Annotated[int | None, typer.Option(
     "--ef-search", min=1, help="HNSW beam width for this run (default: the one stored by `bicross index`); "
     "higher: better recall, slower.")]
 Nprobe = Annotated[int | None, typer.Option(
-    "--nprobe", min=1, help="IVF lists probed per query for this run (default: the one stored by `bicross index`).")]
+    "--nprobe", min=1, help="IVF lists probed per query for this run (default: the one stored by `bicross index`); "
+    "--first-stage colbert: centroids probed per query token (default 4).")]
 RescoreFactor = Annotated[int | None, typer.Option(
     "--rescore-factor", min=1, help="Quantized collections: rescore top_k * N candidates in float32 for this run "
     "(default: 4).")]
@@ -108,7 +113,8 @@ def search(
     reranker: Reranker = DEFAULT_RERANKER,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Query encoder (default: the index's).")] = None,
-    first_stage: Annotated[str | None, typer.Option(help="dense | bm25 | hybrid (default: hybrid).")] = None,
+    first_stage: Annotated[str | None, typer.Option(help="dense | bm25 | hybrid (default) | colbert (with "
+                                                    "--colbert-model and --token-store).")] = None,
     fusion: Annotated[str | None, typer.Option(help="Hybrid fusion: zscore (default) | minmax | rrf.")] = None,
     rerank_weight: Annotated[float | None, typer.Option(help="Final = z(rerank) + w * z(first stage) (default 2.5).")] = None,
     rerank_depth: Annotated[int, typer.Option(help="How many of the top-k candidates the cross-encoder reads.")] = 30,
@@ -120,6 +126,7 @@ def search(
     cascade_reranker: CascadeReranker = None,
     cascade_depth: CascadeDepth = None,
     token_store: TokenStoreOption = None,
+    colbert_model: ColbertModelOption = None,
 ) -> None:
     """Search a collection for one query, or for every query in a file."""
     from dataclasses import replace
@@ -135,7 +142,7 @@ def search(
                                     {"ef_search": ef_search, "nprobe": nprobe, "rescore_factor": rescore_factor}),
                      cascade_depth=cascade_depth)
     searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config,
-                             cascade_reranker=cascade_reranker, token_store=token_store)
+                             cascade_reranker=cascade_reranker, token_store=token_store, colbert_model=colbert_model)
     results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
     if trec_run is not None:
         from bicross.evaluation import write_trec_run
@@ -232,7 +239,8 @@ def evaluate_command(
     index_dir: Annotated[Path | None, typer.Option("--index", "-i", help="Collection folder (built if absent).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write report.json, report.md and PNG plots here.")] = None,
     split: Annotated[str, typer.Option(help="qrels split to score.")] = "test",
-    first_stage: Annotated[list[str], typer.Option("--first-stage", help="dense | bm25 | hybrid (repeatable).")] = [  # noqa: B006
+    first_stage: Annotated[list[str], typer.Option("--first-stage", help="dense | bm25 | hybrid | colbert (with "
+                                                   "--colbert-model; repeatable).")] = [  # noqa: B006
         "bm25", "dense", "hybrid"],
     rerank_depth: Annotated[list[int], typer.Option("--rerank-top-k", help="Rerank depths to score (repeatable).")] = [30],  # noqa: B006
     no_rerank: NoRerank = False,
@@ -256,6 +264,7 @@ def evaluate_command(
     cascade_reranker: CascadeReranker = None,
     cascade_depth: CascadeDepth = None,
     token_store: TokenStoreOption = None,
+    colbert_model: ColbertModelOption = None,
 ) -> None:
     """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance.
 
@@ -273,7 +282,7 @@ def evaluate_command(
                           base=base, limit=limit, exhaustive_sample=exhaustive_sample,
                           per_query_latency=per_query_latency, cold_cache=cold,
                           score_cache=score_cache, out=out, cascade_reranker=cascade_reranker,
-                          cascade_depth=cascade_depth or 0, token_store=token_store)
+                          cascade_depth=cascade_depth or 0, token_store=token_store, colbert_model=colbert_model)
     report = run_evaluation(options, errors if as_json else console, print_tables=not as_json)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -305,32 +314,44 @@ def demo(
 
 @app.command()
 def train(
-    kind: Annotated[str, typer.Argument(help="bi-encoder | cross-encoder")],
+    kind: Annotated[str, typer.Argument(help="bi-encoder | cross-encoder | colbert | poly")],
     data: Annotated[Path, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv).")],
-    base: Annotated[str, typer.Option("--base", help="Model to fine-tune: hub id or folder (a cross-encoder may "
-                                      "start from cross-encoder/ms-marco-MiniLM-L-12-v2-pytorch).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: mined negatives, checkpoints, log, model/.")],
+    base: Annotated[str | None, typer.Option("--base", help="Model to fine-tune: hub id or folder (a cross-encoder "
+                                             "may start from cross-encoder/ms-marco-MiniLM-L-12-v2-pytorch); required "
+                                             "but for colbert (default answerdotai/answerai-colbert-small-v1-pytorch) "
+                                             "and poly (default sentence-transformers/all-MiniLM-L6-v2).")] = None,
     index_dir: Annotated[Path | None, typer.Option("--index", "-i", help="Collection to mine from (default: "
                                                    "built from DATA with the base bi-encoder, once).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these settings.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training examples (default 5).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 32).")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training examples (default: bi-encoder 5, "
+                                                 "cross-encoder 1, colbert 2, poly 5).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default: cross-encoder 8, others 32).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5; colbert "
+                                                        "1e-5).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the dev split, order and initialisation.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 (autocast).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="GradCache rows per forward pass (0: whole batch).")] = None,
-    negatives_per_example: Annotated[int | None, typer.Option(help="Mined negatives per example (default 1).")] = None,
+    negatives_per_example: Annotated[int | None, typer.Option(help="Mined negatives per example (default 1; "
+                                                              "cross-encoder 3).")] = None,
     guard: Annotated[bool | None, typer.Option("--guard/--no-guard", help="Drop likely false negatives.")] = None,
     refresh_every: Annotated[int | None, typer.Option(help="Bi-encoders: re-mine negatives with the model being "
                                                       "trained every N steps (0: never, the default).")] = None,
+    dim: Annotated[int | None, typer.Option(help="ColBERT: project token vectors to N dimensions (a new, random "
+                                            "projection; default none: the backbone's hidden states).")] = None,
+    codes: Annotated[int | None, typer.Option(help="Poly-encoder: number of context codes m (default 16).")] = None,
+    distill: Annotated[bool | None, typer.Option("--distill/--no-distill", help="ColBERT, Poly-encoder: learn the "
+                                                 "teacher cross-encoder's scores of [positive, negatives] (listwise "
+                                                 "KL) instead of the labels (default: no).")] = None,
 ) -> None:
-    """Fine-tune a bi-encoder or cross-encoder on a BEIR collection's train split (dev held out, test untouched)."""
+    """Fine-tune a bi-encoder, cross-encoder, ColBERT or Poly-encoder on a BEIR collection's train split (dev held
+    out, test untouched)."""
     from bicross.cli.training import load_recipe, run_train
 
     options = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                "dtype": dtype, "chunk_size": chunk_size, "negatives_per_example": negatives_per_example, "guard": guard,
-               "refresh_every": refresh_every}
-    run_train(kind, data, base, out, load_recipe(config, options), index_dir, console)
+               "refresh_every": refresh_every, "dim": dim, "codes": codes, "distill": distill}
+    run_train(kind, data, base, out, load_recipe(config, options, kind), index_dir, console)
 
 
 @app.command()
@@ -368,11 +389,18 @@ def token_store_command(
                                               "vector, about half the bytes).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Documents per forward pass (default 32; 1 for int8 "
                                                    "ONNX).")] = None,
+    index_tokens: Annotated[bool, typer.Option(
+        "--index-tokens", help="ColBERT: also build the token index (k-means centroids, per-centroid document "
+        "lists) that --first-stage colbert searches, or extend it to the documents appended.")] = False,
+    centroids: Annotated[int | None, typer.Option(
+        "--centroids", min=1, help="With --index-tokens: k-means centroids (default: about 4 * sqrt(tokens), a power "
+        "of two); the index is retrained with them.")] = None,
 ) -> None:
     """Encode a collection's documents once for a ColBERT or Poly-encoder reranker (`--token-store OUT` later)."""
     from bicross.cli.token_store import build_token_store
 
-    build_token_store(index_dir, reranker, out, dtype, batch_size, console)
+    build_token_store(index_dir, reranker, out, dtype, batch_size, console, index_tokens=index_tokens,
+                      centroids=centroids)
 
 
 @app.command()
@@ -581,7 +609,7 @@ def distill(
                                                        "distillation loss (default 0).")] = None,
     count: Annotated[int | None, typer.Option(help="Candidates mined per (query, positive) (default 4).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training examples (default 3).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 32).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default: bi-encoder 32, cross-encoder 8).")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the dev split, order and initialisation.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 (autocast).")] = None,
@@ -614,7 +642,7 @@ def adapt(
     max_queries: Annotated[int | None, typer.Option(help="Pseudo-queries overall, a seeded sample (default 1000).")] = None,
     count: Annotated[int | None, typer.Option(help="First-stage candidates per pseudo-query (default 4).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the pseudo-queries (default 1).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 32).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default: bi-encoder 32, cross-encoder 8).")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="AdamW peak learning rate (default 2e-5).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of training order and initialisation.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 (autocast).")] = None,

@@ -12,6 +12,7 @@ from rich.table import Table
 from bicross.search import DEFAULT_RERANK_MAX_LENGTH, SearchConfig
 
 if TYPE_CHECKING:
+    from bicross.late_interaction.retrieval import ColBERTRetriever
     from bicross.rerankers.cache import ScoreCache
     from bicross.rerankers.protocol import Reranker
 
@@ -39,6 +40,7 @@ class EvalOptions:
     cascade_reranker: str | None = None  # a cheap cross-encoder: cascade rows read its top cascade_depth
     cascade_depth: int = 0
     token_store: Path | None = None  # document vectors of a colbert:/poly: reranker (`bicross token-store`)
+    colbert_model: str | None = None  # colbert:DIR: full retrieval from token_store for the first stage "colbert"
 
 
 def cascade_cache_file(score_cache: Path) -> Path:
@@ -102,16 +104,21 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
         collection = Collection.build(folder, documents, encoder,
                                       show_progress=progress)
     reranking = bool(options.rerank_depths) or options.exhaustive_sample > 0
-    if options.token_store is not None and not reranking:
+    colbert = _colbert_retriever(options)
+    if options.token_store is not None and not reranking and colbert is None:
         raise InvalidInput("--token-store serves the reranker, and nothing is reranked (--no-rerank): drop one")
-    cross = open_reranker(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH,
-                          token_store=options.token_store) if reranking else None
+    cross = None
+    if reranking and colbert is not None and options.reranker == options.colbert_model:
+        cross = colbert.encoder  # the same ColBERT: reuse it (and its store)
+    elif reranking:
+        cross = open_reranker(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH,
+                              token_store=options.token_store if colbert is None else None)
     cheap = None
     if options.cascade_reranker is not None:
         cheap = open_reranker(options.cascade_reranker, max_length=DEFAULT_RERANK_MAX_LENGTH)
     cascade_file = cascade_cache_file(options.score_cache) if options.score_cache is not None else None
     searcher = Searcher(collection, encoder, cross, cache=_score_cache(options.score_cache, cross),
-                        cascade_reranker=cheap, cascade_cache=_score_cache(cascade_file, cheap))
+                        cascade_reranker=cheap, cascade_cache=_score_cache(cascade_file, cheap), colbert=colbert)
     variants = standard_variants(options.base, options.first_stages, options.rerank_depths,  # type: ignore[arg-type]
                                  rerank=bool(options.rerank_depths), cascade_depth=options.cascade_depth)
     if options.exhaustive_sample:
@@ -137,6 +144,23 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
     if written:
         console.print(f"wrote {', '.join(sorted(written))} to {options.out}")
     return report
+
+
+def _colbert_retriever(options: EvalOptions) -> ColBERTRetriever | None:
+    """The ColBERT retriever `--colbert-model` and `--token-store` name, or None; refuses half of the pair."""
+    from bicross.errors import InvalidInput
+
+    if options.colbert_model is None:
+        if "colbert" in options.first_stages:
+            raise InvalidInput("--first-stage colbert needs --colbert-model colbert:DIR and --token-store DIR (a store "
+                               "with its token index, from `bicross token-store ... --index-tokens`)")
+        return None
+    if options.token_store is None:
+        raise InvalidInput("--colbert-model retrieves from a token store: add --token-store DIR (built by "
+                           "`bicross token-store ... --index-tokens`)")
+    from bicross.late_interaction.retrieval import ColBERTRetriever
+
+    return ColBERTRetriever.open(options.colbert_model, options.token_store)
 
 
 def _score_cache(file: Path | None, cross: Reranker | None) -> ScoreCache | None:

@@ -1,9 +1,9 @@
-"""`bicross train bi-encoder|cross-encoder DATA` and `bicross mine DATA`: options and TOML config -> recipe."""
+"""`bicross train bi-encoder|cross-encoder|colbert|poly DATA` and `bicross mine DATA`: options and TOML config -> recipe."""
 
 from __future__ import annotations
 
 import sys
-from dataclasses import fields, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,42 +11,74 @@ from rich.console import Console
 
 from bicross.errors import InvalidInput
 
-__all__ = ["load_recipe", "read_toml", "refuse_unknown", "run_mine", "run_train", "setting_names"]
+__all__ = ["KINDS", "eval_command", "load_recipe", "read_toml", "refuse_unknown", "run_mine", "run_train",
+           "setting_names"]
 
 
-def load_recipe(config_file: Path | None, options: dict[str, Any]):
-    """The default recipe, then the TOML file's values ([train], [mining] tables and top-level keys), then the
-    options given on the command line (None = not given). Unknown keys are refused, naming them."""
-    from bicross.training.mining import MiningConfig
-    from bicross.training.recipes import Recipe
-    from bicross.training.trainer import TrainConfig
+KINDS = ("bi-encoder", "cross-encoder", "colbert", "poly")
 
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        values = read_toml(config_file)
-    recipe = Recipe()
-    sections = {"train": (TrainConfig, recipe.train), "mining": (MiningConfig, recipe.mining)}
-    top = {key: value for key, value in values.items() if key not in sections}
+
+def load_recipe(config_file: Path | None, options: dict[str, Any], kind: str = "bi-encoder"):
+    """The default recipe for `kind`, then the TOML file's values (a table per section: [train], [mining], and for
+    colbert/poly [model] and [loss]; top-level keys), then the options given on the command line (None = not
+    given). Unknown keys are refused, naming them, and so are options that do not apply to `kind`."""
+    values: dict[str, Any] = read_toml(config_file) if config_file is not None else {}
+    recipe = _default_recipe(kind)
+    top_names = setting_names(type(recipe))
+    sections = {field.name: getattr(recipe, field.name) for field in fields(recipe)
+                if is_dataclass(getattr(recipe, field.name))}
+    given_options = {key: value for key, value in options.items() if value is not None}
+    used: set[str] = set()
     parts: dict[str, Any] = {}
-    for name, (kind, default) in sections.items():
-        given = dict(values.get(name, {}))
-        given.update({key: value for key, value in options.items() if value is not None and key in setting_names(kind)
-                      and key not in setting_names(Recipe)})
-        refuse_unknown(given, kind, f"[{name}]")
+    for name, default in sections.items():
+        given = values.get(name, {})
+        if not isinstance(given, dict):
+            raise InvalidInput(f"[{name}] in {config_file} must be a table of settings, got {given!r}")
+        picked = {key: value for key, value in given_options.items()
+                  if key in setting_names(type(default)) and key not in top_names}
+        used.update(picked)
+        given = {**given, **picked}
+        refuse_unknown(given, type(default), f"[{name}]")
         parts[name] = replace(default, **given)
-    top.update({key: value for key, value in options.items() if value is not None and key in setting_names(Recipe)})
-    refuse_unknown(top, Recipe, "top level")
+    top = {key: value for key, value in values.items() if key not in sections}
+    picked = {key: value for key, value in given_options.items() if key in top_names and key not in sections}
+    used.update(picked)
+    top.update(picked)
+    refuse_unknown(top, type(recipe), "top level")
+    unused = sorted(set(given_options) - used)
+    if unused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise InvalidInput(f"not a {kind} setting: {flags}; leave {'it' if len(unused) == 1 else 'them'} out")
     return replace(recipe, **top, **parts)
 
 
-def run_train(kind: str, data: Path, base: str, out: Path, recipe, index: Path | None, console: Console) -> None:
-    """Train, then print where the model is, its dev metric before and after, and how to evaluate it."""
-    from bicross.training.recipes import train_model
+def _default_recipe(kind: str):
+    if kind not in KINDS:
+        raise InvalidInput(f"train what? one of {', '.join(KINDS)}, got {kind!r}")
+    if kind in ("colbert", "poly"):
+        from bicross.training.late_interaction_recipe import late_interaction_recipe
 
-    if kind not in ("bi-encoder", "cross-encoder"):
-        raise InvalidInput(f"train what? 'bi-encoder' or 'cross-encoder', got {kind!r}")
+        return late_interaction_recipe(kind)  # type: ignore[arg-type]
+    from bicross.training.recipes import default_recipe
+
+    return default_recipe(kind)  # type: ignore[arg-type]
+
+
+def run_train(kind: str, data: Path, base: str | None, out: Path, recipe, index: Path | None, console: Console) -> None:
+    """Train, then print where the model is, its dev metric before and after, and the command that evaluates it."""
+    if kind not in KINDS:
+        raise InvalidInput(f"train what? one of {', '.join(KINDS)}, got {kind!r}")
     command = " ".join(["bicross", *sys.argv[1:]])
-    result = train_model(kind, data, base, out, recipe, index, command)  # type: ignore[arg-type]
+    if kind in ("colbert", "poly"):
+        from bicross.training.late_interaction_recipe import train_late_interaction
+
+        result = train_late_interaction(kind, data, base, out, recipe, index, command)  # type: ignore[arg-type]
+    else:
+        from bicross.training.recipes import train_model
+
+        if base is None:
+            raise InvalidInput(f"--base is required for a {kind}: the model to fine-tune (hub id or folder)")
+        result = train_model(kind, data, base, out, recipe, index, command)  # type: ignore[arg-type]
     metric = recipe.train.metric
     console.print(f"trained {result.train.steps} steps in {result.train.seconds:.0f} s "
                   f"({result.train.examples_per_second:.1f} examples/s); dev {metric}: "
@@ -56,8 +88,25 @@ def run_train(kind: str, data: Path, base: str, out: Path, recipe, index: Path |
         console.print(f"mined {result.mining.examples} examples; the false-negative guard dropped "
                       f"{result.mining.dropped_share:.1%} of {result.mining.candidates} candidates")
     console.print(f"model: {result.model} (training log and plot in {out / 'run'})")
-    flag = "--model" if kind == "bi-encoder" else "--reranker"
-    console.print(f"evaluate it once on the test split: bicross eval {data} {flag} {result.model} ...")
+    console.print("evaluate it once on the test split: " + eval_command(kind, data, result.model,
+                                                                        index or out / "base-index", out),
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def eval_command(kind: str, data: Path, model: Path, index: Path, out: Path) -> str:
+    """The `bicross eval` command that measures a trained model on DATA's test split: a bi-encoder over a new
+    index built with it, a reranker over the collection it was trained with (`index`).
+
+    >>> eval_command("colbert", Path("scifact"), Path("run/model"), Path("run/base-index"), Path("run"))
+    'bicross eval scifact --index run/base-index --reranker colbert:run/model'
+    """
+    import shlex
+
+    if kind == "bi-encoder":
+        parts = ["--model", str(model), "--index", str(out / "test-index")]
+    else:
+        parts = ["--index", str(index), "--reranker", f"{kind}:{model}" if kind in ("colbert", "poly") else str(model)]
+    return " ".join(shlex.quote(part) for part in ["bicross", "eval", str(data), *parts])
 
 
 def run_mine(data: Path, index: Path, out: Path, config, teacher: str | None, split: str, console: Console) -> None:

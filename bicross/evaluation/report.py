@@ -29,7 +29,7 @@ from bicross.evaluation.significance import paired_randomization_test, paired_t_
 __all__ = ["ReportInfo", "build_report", "recall_curve", "render_markdown", "write_report"]
 
 SIGNIFICANCE_METRIC = "ndcg@10"
-_STAGE_ORDER = ("encode", "dense", "bm25", "fuse", "cascade", "rerank", "total")
+_STAGE_ORDER = ("encode", "dense", "bm25", "colbert", "fuse", "cascade", "rerank", "total")
 _COLUMNS = (("nDCG@10", "ndcg@10"), ("MRR@10", "mrr@10"), ("Recall@100", "recall@100"))
 
 

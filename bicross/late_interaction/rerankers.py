@@ -194,6 +194,11 @@ class ColBERTReranker(_LateInteractionReranker):
                 f"|document_length={options['document_length']}|markers={options['query_marker']},"
                 f"{options['document_marker']}|skip_punctuation={options['skip_punctuation']}")
 
+    def encode_queries(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        """Each query's token vectors `(query tokens, dim)` ([MASK]-augmented), e.g. for full retrieval."""
+        check_texts(texts, "query")
+        return self._encode_queries(list(texts))
+
     def _vectors(self, tokens, rows) -> tuple[torch.Tensor, np.ndarray]:
         inputs = self.tokenizer.pad(tokens, rows)
         states = self.backend.forward(inputs.model_inputs())  # (b, t, hidden) float32

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -223,11 +223,39 @@ class TokenStore:
         index = int(np.searchsorted(self._starts, position, side="right")) - 1
         segment = self._segments[index]
         local = position - int(self._starts[index])
-        start, end = int(segment.offsets[local]), int(segment.offsets[local + 1])
-        rows = np.asarray(segment.vectors[start:end])
-        if segment.scales is None:
-            return rows.astype(np.float32)
-        return dequantize_rows(rows, np.asarray(segment.scales[start:end]))
+        return _decode(segment, slice(int(segment.offsets[local]), int(segment.offsets[local + 1])))
+
+    def document_chunks(self, start: int = 0, stop: int | None = None,
+                        max_tokens: int = 32_768) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Documents `start .. stop - 1` a chunk at a time, so a corpus's float32 vectors are never all in memory.
+
+        Yields (first position, float32 vectors `(chunk tokens, dim)`, offsets `(chunk documents + 1,)` from 0):
+        about `max_tokens` vectors per chunk (at least one document), never across two segments.
+        """
+        stop = len(self.ids) if stop is None else stop
+        for index, segment in enumerate(self._segments):
+            first, count = int(self._starts[index]), len(segment.offsets) - 1
+            local, end_of_range = max(0, start - first), min(count, stop - first)
+            while local < end_of_range:
+                end = int(np.searchsorted(segment.offsets, segment.offsets[local] + max_tokens, side="right")) - 1
+                end = min(max(end, local + 1), end_of_range)
+                rows = slice(int(segment.offsets[local]), int(segment.offsets[end]))
+                yield first + local, _decode(segment, rows), segment.offsets[local:end + 1] - segment.offsets[local]
+                local = end
+
+    def token_rows(self, rows: np.ndarray) -> np.ndarray:
+        """float32 vectors `(len(rows), dim)` at ascending token rows (0 .. tokens - 1, document after document),
+        read row by row from the mapped files (e.g. a k-means sample)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        bounds = np.cumsum([0] + [int(segment.offsets[-1]) for segment in self._segments])
+        if len(rows) and (rows[0] < 0 or rows[-1] >= bounds[-1] or np.any(np.diff(rows) < 0)):
+            raise IndexError(f"token rows must be ascending within 0 .. {bounds[-1] - 1}")
+        parts = [np.zeros((0, self.dim), dtype=np.float32)]
+        for index, segment in enumerate(self._segments):
+            low, high = np.searchsorted(rows, bounds[index : index + 2])
+            if high > low:
+                parts.append(_decode(segment, rows[low:high] - bounds[index]))
+        return np.concatenate(parts)
 
     def stats(self) -> TokenStoreStats:
         """Documents, vectors and bytes: `stats().bytes_per_document` is the price of one stored document."""
@@ -235,6 +263,14 @@ class TokenStore:
         data = sum(segment.vectors.nbytes + (0 if segment.scales is None else segment.scales.nbytes)
                    + segment.offsets.nbytes for segment in self._segments)
         return TokenStoreStats(len(self.ids), tokens, int(data))
+
+
+def _decode(segment: _Segment, rows: slice | np.ndarray) -> np.ndarray:
+    """float32 vectors of some rows of a segment (a slice, or ascending row numbers)."""
+    vectors = np.asarray(segment.vectors[rows])
+    if segment.scales is None:
+        return vectors.astype(np.float32)
+    return dequantize_rows(vectors, np.asarray(segment.scales[rows]))
 
 
 def _segment_writer(ids: list[str], arrays: list[np.ndarray], hashes: list[str], dtype: StoreDType):

@@ -28,8 +28,9 @@ from bicross.training.mining import MiningConfig, MiningReport, mine_once
 from bicross.training.models import TrainableBiEncoder, TrainableCrossEncoder
 from bicross.training.trainer import TrainConfig, Trainer, TrainResult
 
-__all__ = ["CachedTeacher", "Recipe", "RecipeResult", "cached_json", "dev_pool", "dev_rerank", "dev_retrieval",
-           "evaluate_in_eval_mode", "live_bi_encoder", "live_cross_encoder", "train_model"]
+__all__ = ["CachedTeacher", "Recipe", "RecipeResult", "cached_json", "default_recipe", "dev_pool", "dev_rerank",
+           "dev_retrieval", "evaluate_in_eval_mode", "first_stage_collection", "live_bi_encoder", "live_cross_encoder",
+           "train_model", "with_negatives"]
 
 Kind = Literal["bi-encoder", "cross-encoder"]
 
@@ -53,6 +54,21 @@ class Recipe:
     pooling: str | None = None  # bi-encoders: None keeps the base model's pooling; "learned" learns a weighted mean
 
 
+def default_recipe(kind: Kind) -> Recipe:
+    """The measured defaults for `kind`.
+
+    Cross-encoders differ from bi-encoders on purpose. Their negatives are 3 drawn at random from the first
+    stage's top 30 (the candidates they will rerank), with no guard: the guard's teacher is the packaged
+    cross-encoder, i.e. the model being fine-tuned, and it kept only negatives that model already ranked far
+    down (dev nDCG@10 0.7234 -> 0.7240). With these defaults, 1 epoch in batches of 8 gave 0.7234 -> 0.7468 on
+    SciFact dev.
+    """
+    if kind == "bi-encoder":
+        return Recipe()
+    return replace(Recipe(), train=TrainConfig(epochs=1, batch_size=8, learning_rate=2e-5), guard=False,
+                   mining=MiningConfig(count=3, depth=30, sampling="random"), negatives_per_example=3)
+
+
 @dataclass(frozen=True)
 class RecipeResult:
     """Where the model went, what training and mining did, and the dev metric before and after."""
@@ -65,13 +81,14 @@ class RecipeResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe: Recipe = Recipe(),
+def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe: Recipe | None = None,
                 index: str | Path | None = None, command: str = "", show_progress: bool = True) -> RecipeResult:
-    """Run the recipe; a rerun with the same `out` resumes where the last one stopped."""
+    """Run the recipe (None: `default_recipe(kind)`); a rerun with the same `out` resumes where the last one stopped."""
     from bicross.encoders import BiEncoder
     from bicross.index.collection import Collection
     from bicross.rerankers import CrossEncoder
 
+    recipe = default_recipe(kind) if recipe is None else recipe
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     queries, documents = load_beir_training(data, recipe.split)
@@ -81,12 +98,12 @@ def train_model(kind: Kind, data: str | Path, base: str, out: str | Path, recipe
         first_encoder = BiEncoder.load(collection.manifest["model"]["name"])
     else:
         first_encoder = BiEncoder.load(base if kind == "bi-encoder" else recipe.first_stage_model)
-        collection = _collection(out / "base-index", documents, first_encoder, show_progress)
+        collection = first_stage_collection(out / "base-index", documents, first_encoder, show_progress)
     teacher = CachedTeacher(CrossEncoder.load(recipe.teacher, max_length=recipe.max_length),
                              out / "teacher-scores.json") if recipe.guard else None
     report = mine_once(collection, first_encoder, train_queries, out / "negatives.jsonl", recipe.mining, teacher,
                        show_progress)
-    examples = _with_negatives(read_contrastive_jsonl(out / "negatives.jsonl"), recipe.negatives_per_example)
+    examples = with_negatives(read_contrastive_jsonl(out / "negatives.jsonl"), recipe.negatives_per_example)
     pool = dev_pool(collection, first_encoder, dev_queries, recipe.dev_depth)
     refresh = None
     if kind == "bi-encoder":
@@ -218,7 +235,7 @@ def _refresher(model: TrainableBiEncoder, documents: dict, queries: Sequence[Jud
             if index.exists() and not (index / "manifest.json").is_file():
                 shutil.rmtree(index)  # killed while building: build again
             encoder = live_bi_encoder(model)
-            collection = _collection(index, documents, encoder, show_progress)
+            collection = first_stage_collection(index, documents, encoder, show_progress)
             mine_once(collection, encoder, queries, mined, recipe.mining, teacher, show_progress)
             shutil.rmtree(index)
         return _swap_negatives(examples, read_contrastive_jsonl(mined), recipe.negatives_per_example)
@@ -245,7 +262,8 @@ def _swap_negatives(examples: Sequence[ContrastiveExample], mined: Sequence[Cont
     return swapped
 
 
-def _with_negatives(examples: list[ContrastiveExample], count: int) -> list[ContrastiveExample]:
+def with_negatives(examples: list[ContrastiveExample], count: int) -> list[ContrastiveExample]:
+    """The examples with at least `count` mined negatives, cut to their first `count`."""
     kept = [replace(e, negatives=e.negatives[:count], negative_ids=e.negative_ids[:count]) for e in examples
             if len(e.negatives) >= count]
     if not kept:
@@ -253,7 +271,8 @@ def _with_negatives(examples: list[ContrastiveExample], count: int) -> list[Cont
     return kept
 
 
-def _collection(folder: Path, documents: dict, encoder, show_progress: bool):
+def first_stage_collection(folder: Path, documents: dict, encoder, show_progress: bool):
+    """The collection at `folder` (built there once from `documents` with `encoder`: what mining reads)."""
     from bicross.index.collection import Collection
 
     if (folder / "manifest.json").is_file():
@@ -287,11 +306,13 @@ def dev_retrieval(model: TrainableBiEncoder, dev_queries, pool: dict[str, list[s
     return evaluate(run, {q.query_id: dict(q.judgments) for q in dev_queries}, ["ndcg@10", "mrr@10", "recall@100"]).mean
 
 
-def dev_rerank(model: TrainableCrossEncoder, dev_queries, pool: dict[str, list[str]], documents) -> dict[str, float]:
-    """The dev queries' first-stage candidates reordered by the model's scores alone."""
+def dev_rerank(model: TrainableCrossEncoder | Any, dev_queries, pool: dict[str, list[str]],
+               documents) -> dict[str, float]:
+    """The dev queries' first-stage candidates reordered by the model's scores alone (`model`: a cross-encoder
+    being trained, or any reranker with `score(pairs)`, e.g. `ColBERTReranker.from_model`)."""
     from bicross.evaluation import evaluate
 
-    reranker = live_cross_encoder(model)
+    reranker = live_cross_encoder(model) if isinstance(model, TrainableCrossEncoder) else model
     pairs = [(q.text, documents[d].full_text) for q in dev_queries for d in pool[q.query_id]]
     scores = iter(reranker.score(pairs).tolist())
     run = {q.query_id: {d: next(scores) for d in pool[q.query_id]} for q in dev_queries}

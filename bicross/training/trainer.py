@@ -38,6 +38,9 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
 RESULT = "result.json"
 PLOT = "training.png"
+# Parameters that start untrained (a learned pooling's zeros, a Poly-encoder's random codes), not from a
+# checkpoint: they get `pooling_learning_rate`, without weight decay.
+_UNTRAINED_PARAMETERS = ("pooling_weight", "codes")
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps between resumable checkpoints
     metric: str = "ndcg@10"
     refresh_every: int = 0  # steps between re-mining negatives with the model being trained; 0: never
-    pooling_learning_rate: float = 1e-3  # a learned pooling's weight starts at zero: at 2e-5 it would hardly move
+    pooling_learning_rate: float = 1e-3  # learned pooling weights, poly codes: untrained, 2e-5 would hardly move them
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "checkpoint_every"):
@@ -227,7 +230,7 @@ class Trainer:
         for name, parameter in self.model.named_parameters():
             if not parameter.requires_grad:
                 continue
-            if name == "pooling_weight":
+            if name in _UNTRAINED_PARAMETERS:
                 pooling.append(parameter)
             else:
                 (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)

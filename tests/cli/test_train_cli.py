@@ -30,7 +30,8 @@ def beir(tmp_path: Path) -> Path:
 def _config(tmp_path: Path, encoder: Path, cross: Path) -> Path:
     config = tmp_path / "recipe.toml"
     config.write_text(f'teacher = "{cross}"\nfirst_stage_model = "{encoder}"\nmax_length = 32\ndev_fraction = 0.25\n'
-                      f'dev_depth = 5\n\n[train]\nepochs = 2\nbatch_size = 4\nlearning_rate = 1e-3\ndtype = "float32"\n\n'
+                      f'dev_depth = 5\nnegatives_per_example = 1\n'
+                      f'\n[train]\nepochs = 2\nbatch_size = 4\nlearning_rate = 1e-3\ndtype = "float32"\n\n'
                       '[mining]\ndepth = 5\ncount = 1\n')
     return config
 
@@ -62,6 +63,16 @@ def test_train_writes_a_model_that_search_can_use_and_a_rerun_resumes(kind: str,
     status, output, err = run(monkeypatch, capsys, "train", kind, beir, "--base", base, "--out", out, "--config", config)
     assert status == 0, err
     assert "mined" not in output  # the negatives of the first run are reused, not mined again
+
+
+def test_cross_encoders_get_their_own_measured_defaults() -> None:
+    from bicross.cli.training import load_recipe
+
+    bi, cross = load_recipe(None, {}), load_recipe(None, {}, "cross-encoder")
+    assert (bi.guard, bi.negatives_per_example, bi.train.epochs, bi.mining.sampling) == (True, 1, 5, "top")
+    assert (cross.guard, cross.negatives_per_example, cross.train.epochs, cross.train.batch_size,
+            cross.mining.sampling, cross.mining.count) == (False, 3, 1, 8, "random", 3)
+    assert load_recipe(None, {"epochs": 2}, "cross-encoder").train.batch_size == 8  # options override one field
 
 
 def test_an_unknown_setting_in_the_config_is_refused(beir: Path, tmp_path: Path, tiny_encoder_path: Path,
