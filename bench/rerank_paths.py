@@ -136,10 +136,9 @@ def main() -> None:
         gops = work / result["seconds"] / 1e9
         rows.append([label, result["runtime"], result["dtype"], result["batch_size"], f"{rate:.1f}",
                      f"{rate / today:.2f}x", f"{gops:.0f} ({common.percent_of(gops, peaks.get(compute))} of {compute})",
-                     f"{spearman(scores[label], reference):.4f}", f"{result['batch_dependence']:.4f}",
-                     common.mib(result["peak_rss_mib"])])
+                     f"{spearman(scores[label], reference):.4f}", f"{result['batch_dependence']:.4f}"])
     print(common.markdown_table(["path", "runtime", "dtype", "batch", "pairs/s", "vs today", "GOP/s (% of peak)",
-                                 "Spearman vs torch fp32", "max |alone - batched|", "peak RSS MiB"], rows))
+                                 "Spearman vs torch fp32", "max |alone - batched|"], rows))
     common.print_footer()
 
 

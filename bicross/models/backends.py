@@ -133,8 +133,8 @@ class OnnxBackend:
 class OpenVinoBackend:
     """An OpenVINO IR model (`bicross export --format openvino`) compiled for the CPU.
 
-    The inference precision is the export's hint (bf16 or f32); OpenVINO runs bf16 only where the CPU has
-    native bf16 and fp32 elsewhere, so `dtype` reports what was asked for and `precision` what runs.
+    The inference precision is the export's hint (bf16 or f32), passed explicitly; bf16 runs only where the
+    CPU has native bf16 (fp32 elsewhere), and `dtype` says which.
     """
 
     name = "openvino"
@@ -147,13 +147,15 @@ class OpenVinoBackend:
             raise MissingExtra("openvino", "openvino") from error
         core = ov.Core()
         model = core.read_model(str(model_file))
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        # the export's precision, passed explicitly: OpenVINO's own default is bf16 on some bf16-capable CPUs
+        hint = _exported_precision(model)
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", config)
         self.input_names = {port.get_any_name() for port in self.compiled.inputs}
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.dtype = "bfloat16" if "bf16" in self.precision else "float32"
+        # bf16 runs only where the CPU has it (OpenVINO falls back to f32 elsewhere)
+        self.dtype = "bfloat16" if hint == "bf16" and _cpu_has_native_bf16() else "float32"
         self.request = self.compiled.create_infer_request()
 
     def forward(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
@@ -163,6 +165,15 @@ class OpenVinoBackend:
             feed["token_type_ids"] = np.zeros_like(batch["input_ids"])
         result = self.request.infer(feed)
         return torch.from_numpy(np.array(result[self.compiled.output(0)], dtype=np.float32))
+
+
+def _exported_precision(model: object) -> str:
+    """The inference precision `bicross export` wrote into the IR's runtime options (f32 if none)."""
+    try:
+        value = model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"])  # type: ignore[attr-defined]
+        return str(value.astype(str) if hasattr(value, "astype") else value)  # an OVAny in the Python API
+    except RuntimeError:
+        return "f32"
 
 
 def _is_quantized(session: object) -> bool:

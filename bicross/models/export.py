@@ -106,6 +106,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     -1.0
     """
     ranks = [_mean_ranks(np.asarray(x, dtype=np.float64)) for x in (a, b)]
+    if min(np.ptp(r) for r in ranks) == 0:
+        return float("nan")  # a constant side has no order to agree with
     return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
 
 
@@ -251,12 +253,22 @@ def _quantize_static(file: Path, sample: list[dict[str, np.ndarray]]) -> None:
 
     float_file = file.with_name("model-fp32.onnx")
     os.replace(file, float_file)
-    # MatMul only: the linear layers hold nearly all the FLOPs; quantizing softmax/GELU/LayerNorm inputs
-    # costs accuracy for little speed. Per-channel weights, QDQ (the format onnxruntime fuses best).
+    # The linear layers' MatMuls only (a weight initializer as second input): they hold nearly all the FLOPs;
+    # attention's activation x activation MatMuls and softmax/GELU/LayerNorm inputs would cost accuracy for
+    # little speed. Per-channel weights, QDQ (the format onnxruntime fuses best).
     quantize_static(str(float_file), str(file), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
+                    nodes_to_quantize=_weight_matmuls(float_file),
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     float_file.unlink()
+
+
+def _weight_matmuls(file: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(file), load_external_data=False).graph
+    weights = {initializer.name for initializer in graph.initializer}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in weights]
 
 
 def _to_openvino(onnx_file: Path, folder: Path, precision: str) -> None:
