@@ -25,8 +25,6 @@ the core cannot import the training room, hence a copy of its 20 lines here).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ import torch
 from bicross.errors import InvalidInput, ModelNotFound
 from bicross.late_interaction.config import ColBERTConfig, PolyConfig, config_from_dict
 from bicross.models.resolve import resolve_model
+from bicross.models.saving import atomic_folder
 
 __all__ = ["SETTINGS_FILE", "ColBERTCheckpoint", "PolyCheckpoint", "atomic_folder", "has_colbert_settings",
            "quiet_from_pretrained", "read_colbert", "read_kind", "read_poly", "torch_model_folder", "write_colbert", "write_poly"]
@@ -186,35 +185,6 @@ def quiet_from_pretrained(loader: Any, folder: Path, **options: Any) -> Any:
     finally:
         if enabled:
             transformers_logging.enable_progress_bar()
-
-
-class atomic_folder:  # noqa: N801 - used as a context manager, named like one
-    """`with atomic_folder(target) as staging:` fill `staging`; on success it replaces `target` by renames.
-
-    On an exception `target` is untouched and the staging folder removed; a kill leaves it under a
-    `.partial` name that the next save clears.
-    """
-
-    def __init__(self, target: str | Path) -> None:
-        self.target = Path(target)
-        self.staging = self.target.with_name(f".{self.target.name}.partial")
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir()
-        return self.staging
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            return
-        previous = self.target.with_name(f".{self.target.name}.previous")
-        shutil.rmtree(previous, ignore_errors=True)
-        if self.target.exists():
-            os.replace(self.target, previous)  # two renames: a folder cannot be replaced by one
-        os.replace(self.staging, self.target)
-        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _write_settings(folder: Path, kind: str, config: dict[str, Any]) -> None:

@@ -17,8 +17,6 @@ previous model, never half a folder.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +26,7 @@ import torch
 from bicross.errors import InvalidInput, ModelNotFound
 from bicross.models.pooling import pool
 from bicross.models.resolve import resolve_model
+from bicross.models.saving import atomic_folder
 from bicross.models.settings import (
     EncoderSettings,
     learned_pooling_config,
@@ -221,32 +220,3 @@ class TrainableCrossEncoder(torch.nn.Module):
             if card:
                 (staging / "README.md").write_text(card, encoding="utf-8")
         return Path(folder)
-
-
-class atomic_folder:  # noqa: N801 - used as a context manager, named like one
-    """`with atomic_folder(target) as staging:` fill `staging`; on success it replaces `target` in one rename.
-
-    On an exception (or a kill) `target` is untouched and the staging folder is removed (or left under a
-    `.partial` name the next save clears).
-    """
-
-    def __init__(self, target: str | Path) -> None:
-        self.target = Path(target)
-        self.staging = self.target.with_name(f".{self.target.name}.partial")
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir()
-        return self.staging
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            return
-        previous = self.target.with_name(f".{self.target.name}.previous")
-        shutil.rmtree(previous, ignore_errors=True)
-        if self.target.exists():
-            os.replace(self.target, previous)  # two renames: a folder cannot be replaced by one
-        os.replace(self.staging, self.target)
-        shutil.rmtree(previous, ignore_errors=True)
