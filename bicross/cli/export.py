@@ -50,8 +50,13 @@ def run_export(model: str, to: Path, format: str, precision: str, data: Path | N
     report = export_model(model, to, format=format, precision=precision, calibration=texts,  # type: ignore[arg-type]
                           max_length=max_length, overwrite=overwrite)
     measure = "Spearman of scores" if report.task == "classifier" else "min cosine of mean-pooled states"
-    console.print(f"exported {model} to {report.folder} ({report.format}, {report.precision}); against the source "
-                  f"on {report.check_texts} texts: {measure} {report.agreement:.4f}, max |difference| "
-                  f"{report.max_abs_difference:.4f}")
+    if report.check_texts < 3:  # one built-in text: no order to compare, only a difference
+        console.print(f"exported {model} to {report.folder} ({report.format}, {report.precision}); max |difference| "
+                      f"from the source on one test text: {report.max_abs_difference:.4f} (pass --calibration DATA "
+                      "to check agreement on your own texts)")
+    else:
+        console.print(f"exported {model} to {report.folder} ({report.format}, {report.precision}); against the "
+                      f"source on {report.check_texts} texts: {measure} {report.agreement:.4f}, max |difference| "
+                      f"{report.max_abs_difference:.4f}")
     flag = "--reranker" if report.task == "classifier" else "--model"
     console.print(f"use it like any model: bicross ... {flag} {report.folder}")
