@@ -28,7 +28,7 @@ from bicross.errors import InvalidInput
 from bicross.training.data import ContrastiveExample
 
 __all__ = ["DistillLoss", "bi_encoder_distill_step", "bi_encoder_scores", "cross_encoder_distill_step",
-           "cross_encoder_scores", "distillation_loss", "teacher_scores"]
+           "cross_encoder_scores", "distillation_loss", "list_distillation_loss", "teacher_scores"]
 
 LossKind = Literal["margin_mse", "listwise_kl", "mse"]
 
@@ -148,19 +148,26 @@ def cross_encoder_scores(model, examples: Sequence[ContrastiveExample]) -> Tenso
     return model(model.tokenize(queries, texts)).float().view(len(examples), 1 + count)
 
 
+def list_distillation_loss(student: Tensor, teacher: Tensor, loss: DistillLoss) -> Tensor:
+    """The distillation loss of (B, 1 + k) student scores (positive first) against the teacher's, plus
+    `label_weight` times listwise softmax on the labels (the positive is the one relevant candidate)."""
+    from bicross.training.losses import listwise_softmax
+
+    value = distillation_loss(student, teacher.to(student.device), loss)
+    if loss.label_weight:
+        labels = torch.zeros_like(student)
+        labels[:, 0] = 1.0
+        value = value + loss.label_weight * listwise_softmax(student, labels)
+    return value
+
+
 def cross_encoder_distill_step(model, loss: DistillLoss):
     """`step(examples) -> float` for a `TrainableCrossEncoder` student."""
-    from bicross.training.losses import listwise_softmax
 
     def step(examples: Sequence[ContrastiveExample]) -> float:
         count = _negatives_count(examples)
         target = teacher_scores(examples, count)
-        student = cross_encoder_scores(model, examples)  # (B, 1 + k)
-        value = distillation_loss(student, target.to(student.device), loss)
-        if loss.label_weight:
-            labels = torch.zeros_like(student)
-            labels[:, 0] = 1.0
-            value = value + loss.label_weight * listwise_softmax(student, labels)
+        value = list_distillation_loss(cross_encoder_scores(model, examples), target, loss)  # scores (B, 1 + k)
         value.backward()
         return float(value.detach())
 

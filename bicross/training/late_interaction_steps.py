@@ -33,7 +33,7 @@ from bicross.late_interaction.colbert import ColBERT
 from bicross.late_interaction.poly import PolyEncoder
 from bicross.scoring.late_interaction import maxsim_batched, maxsim_matrix, poly_scores
 from bicross.training.data import ContrastiveExample
-from bicross.training.distill_steps import DistillLoss, distillation_loss, teacher_scores
+from bicross.training.distill_steps import DistillLoss, list_distillation_loss, teacher_scores
 
 __all__ = ["LateInteractionLoss", "colbert_distill_step", "colbert_list_scores", "colbert_step",
            "contrastive_from_scores", "poly_distill_step", "poly_list_scores", "poly_step"]
@@ -149,19 +149,11 @@ def _contrastive_step(all_scores: Callable[[Sequence[ContrastiveExample], int], 
 
 
 def _distill_step(list_scores: Callable[[Sequence[ContrastiveExample], int], Tensor], loss: DistillLoss) -> Step:
-    from bicross.training.losses import listwise_softmax
-
     def step(examples: Sequence[ContrastiveExample]) -> float:
         count = min(len(e.negatives) for e in examples)
         if count == 0:
             raise InvalidInput("distillation needs at least one negative per example (mine candidates with count >= 1)")
-        target = teacher_scores(examples, count)
-        student = list_scores(examples, count)  # (B, 1 + count)
-        value = distillation_loss(student, target.to(student.device), loss)
-        if loss.label_weight:
-            labels = torch.zeros_like(student)
-            labels[:, 0] = 1.0
-            value = value + loss.label_weight * listwise_softmax(student, labels)
+        value = list_distillation_loss(list_scores(examples, count), teacher_scores(examples, count), loss)
         value.backward()
         return float(value.detach())
 
