@@ -53,6 +53,9 @@ RescoreFactor = Annotated[int | None, typer.Option(
 CascadeReranker = Annotated[str | None, typer.Option(
     "--cascade-reranker", help="Cheap cross-encoder (e.g. a distilled small one) that scores the rerank depth first; "
     "the reranker then reads only its top --cascade-depth.")]
+RerankMaxLength = Annotated[int, typer.Option(
+    "--rerank-max-length", help="Tokens of (query, document) the cross-encoder reads; the rest is cut (256 by default; "
+    "512 reads most abstracts whole at about twice the cost).")]
 CascadeDepth = Annotated[int | None, typer.Option(
     "--cascade-depth", help="With --cascade-reranker: how many of the cheap reranker's best candidates the reranker "
     "reads (e.g. 20 of a rerank depth of 100).")]
@@ -127,6 +130,7 @@ def search(
     cascade_depth: CascadeDepth = None,
     token_store: TokenStoreOption = None,
     colbert_model: ColbertModelOption = None,
+    rerank_max_length: RerankMaxLength = 256,
 ) -> None:
     """Search a collection for one query, or for every query in a file."""
     from dataclasses import replace
@@ -142,7 +146,8 @@ def search(
                                     {"ef_search": ef_search, "nprobe": nprobe, "rescore_factor": rescore_factor}),
                      cascade_depth=cascade_depth)
     searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config,
-                             cascade_reranker=cascade_reranker, token_store=token_store, colbert_model=colbert_model)
+                             cascade_reranker=cascade_reranker, token_store=token_store, colbert_model=colbert_model,
+                             rerank_max_length=rerank_max_length)
     results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
     if trec_run is not None:
         from bicross.evaluation import write_trec_run
@@ -208,6 +213,7 @@ def rerank(
     top_n: TopN = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     token_store: TokenStoreOption = None,
+    rerank_max_length: RerankMaxLength = 256,
 ) -> None:
     """Rerank a given candidate list with a cross-encoder (or a ColBERT / Poly-encoder)."""
     from rich.table import Table
@@ -215,10 +221,9 @@ def rerank(
     from bicross.cli.output import snippet
     from bicross.corpus import load_documents
     from bicross.rerankers.protocol import open_reranker
-    from bicross.search import DEFAULT_RERANK_MAX_LENGTH
 
     documents = load_documents(candidates)
-    model = open_reranker(reranker, max_length=DEFAULT_RERANK_MAX_LENGTH, token_store=token_store)
+    model = open_reranker(reranker, max_length=rerank_max_length, token_store=token_store)
     ranked = model.rank(query, [d.full_text for d in documents], top_n)
     if as_json:
         print(json.dumps([{"rank": r, "id": documents[x.index].id, "score": x.score, "input_rank": x.index + 1}
@@ -265,6 +270,7 @@ def evaluate_command(
     cascade_depth: CascadeDepth = None,
     token_store: TokenStoreOption = None,
     colbert_model: ColbertModelOption = None,
+    rerank_max_length: RerankMaxLength = 256,
 ) -> None:
     """Score pipelines on a BEIR collection: nDCG@10, MRR@10, Recall@100/@top_k, latency, significance.
 
@@ -282,7 +288,8 @@ def evaluate_command(
                           base=base, limit=limit, exhaustive_sample=exhaustive_sample,
                           per_query_latency=per_query_latency, cold_cache=cold,
                           score_cache=score_cache, out=out, cascade_reranker=cascade_reranker,
-                          cascade_depth=cascade_depth or 0, token_store=token_store, colbert_model=colbert_model)
+                          cascade_depth=cascade_depth or 0, token_store=token_store, colbert_model=colbert_model,
+                          rerank_max_length=rerank_max_length)
     report = run_evaluation(options, errors if as_json else console, print_tables=not as_json)
     if as_json:
         print(json.dumps(report, indent=2))

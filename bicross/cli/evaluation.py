@@ -41,6 +41,7 @@ class EvalOptions:
     cascade_depth: int = 0
     token_store: Path | None = None  # document vectors of a colbert:/poly: reranker (`bicross token-store`)
     colbert_model: str | None = None  # colbert:DIR: full retrieval from token_store for the first stage "colbert"
+    rerank_max_length: int = DEFAULT_RERANK_MAX_LENGTH  # tokens of (query, document) the cross-encoders read
 
 
 def cascade_cache_file(score_cache: Path) -> Path:
@@ -111,11 +112,11 @@ def run_evaluation(options: EvalOptions, console: Console, print_tables: bool = 
     if reranking and colbert is not None and options.reranker == options.colbert_model:
         cross = colbert.encoder  # the same ColBERT: reuse it (and its store)
     elif reranking:
-        cross = open_reranker(options.reranker, max_length=DEFAULT_RERANK_MAX_LENGTH,
+        cross = open_reranker(options.reranker, max_length=options.rerank_max_length,
                               token_store=options.token_store if colbert is None else None)
     cheap = None
     if options.cascade_reranker is not None:
-        cheap = open_reranker(options.cascade_reranker, max_length=DEFAULT_RERANK_MAX_LENGTH)
+        cheap = open_reranker(options.cascade_reranker, max_length=options.rerank_max_length)
     cascade_file = cascade_cache_file(options.score_cache) if options.score_cache is not None else None
     searcher = Searcher(collection, encoder, cross, cache=_score_cache(options.score_cache, cross),
                         cascade_reranker=cheap, cascade_cache=_score_cache(cascade_file, cheap), colbert=colbert)
