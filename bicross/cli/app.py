@@ -53,6 +53,9 @@ RescoreFactor = Annotated[int | None, typer.Option(
 CascadeReranker = Annotated[str | None, typer.Option(
     "--cascade-reranker", help="Cheap cross-encoder (e.g. a distilled small one) that scores the rerank depth first; "
     "the reranker then reads only its top --cascade-depth.")]
+SearchScoreCache = Annotated[Path | None, typer.Option(
+    "--score-cache", help="Cross-encoder scores: loaded from this file if it exists (only for the same model, weights "
+    "and max length) and saved back, so a rerun over the same queries scores only new pairs.")]
 RerankMaxLength = Annotated[int, typer.Option(
     "--rerank-max-length", help="Tokens of (query, document) the cross-encoder reads; the rest is cut (256 by default; "
     "512 reads most abstracts whole at about twice the cost).")]
@@ -131,6 +134,7 @@ def search(
     token_store: TokenStoreOption = None,
     colbert_model: ColbertModelOption = None,
     rerank_max_length: RerankMaxLength = 256,
+    score_cache: SearchScoreCache = None,
 ) -> None:
     """Search a collection for one query, or for every query in a file."""
     from dataclasses import replace
@@ -148,7 +152,13 @@ def search(
     searcher = Searcher.open(index_dir, model=model, reranker=None if no_rerank else reranker, config=config,
                              cascade_reranker=cascade_reranker, token_store=token_store, colbert_model=colbert_model,
                              rerank_max_length=rerank_max_length)
+    if score_cache is not None and searcher.reranker is not None and score_cache.exists():
+        from bicross.rerankers.cache import ScoreCache
+
+        searcher.cache = ScoreCache.load(score_cache, searcher.reranker.identity)
     results = searcher.search_many(texts, show_progress=len(texts) > 1, filters=spec or None)
+    if score_cache is not None and searcher.reranker is not None:
+        searcher.cache.save(score_cache, searcher.reranker.identity)
     if trec_run is not None:
         from bicross.evaluation import write_trec_run
 

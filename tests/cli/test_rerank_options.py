@@ -1,4 +1,5 @@
-"""`--rerank-max-length`: the cross-encoder of `rerank` (and `search`, `eval`) reads that many tokens, no more."""
+"""Reranker options of the CLI: `--rerank-max-length` (the cross-encoder of `rerank`, `search` and `eval` reads that
+many tokens, no more) and `search --score-cache` (a rerun scores only new pairs, never another model's)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,30 @@ def test_too_short_a_length_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: 
     status, _, err = run(monkeypatch, capsys, "rerank", "q", _candidates(tmp_path / "c.jsonl"),
                          "--reranker", tiny_cross_encoder_path, "--rerank-max-length", "2")
     assert status != 0 and "max_length must be at least 4" in err
+
+
+def _index(folder: Path, encoder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+    corpus = _candidates(folder / "corpus.jsonl")
+    status, _, err = run(monkeypatch, capsys, "index", corpus, "--index", folder / "index", "--model", encoder,
+                         "--dtype", "float32")
+    assert status == 0, err
+    return folder / "index"
+
+
+def test_search_reuses_and_guards_its_score_cache(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                  tiny_encoder_path: Path, tiny_cross_encoder_path: Path,
+                                                  tmp_path: Path) -> None:
+    index = _index(tmp_path, tiny_encoder_path, monkeypatch, capsys)
+    cache = tmp_path / "scores.json"
+    arguments = ["search", index, "where is number 2", "--json", "--top-k", "4", "--top-n", "4",
+                 "--reranker", tiny_cross_encoder_path, "--score-cache", cache]
+    status, first, err = run(monkeypatch, capsys, *arguments)
+    assert status == 0, err
+    saved = json.loads(cache.read_text())
+    status, again, err = run(monkeypatch, capsys, *arguments)
+    assert status == 0, err
+    hits = [(h["id"], h["rerank_score"]) for h in json.loads(first)[0]["hits"]]
+    assert [(h["id"], h["rerank_score"]) for h in json.loads(again)[0]["hits"]] == hits and len(hits) == 4
+    assert json.loads(cache.read_text()) == saved  # nothing new to score, nothing new written
+    status, _, err = run(monkeypatch, capsys, *arguments, "--rerank-max-length", "16")
+    assert status != 0 and "max_length=16" in err  # another length's scores are not this cache's
