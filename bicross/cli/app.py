@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from bicross.cli.pairs import pairs_command
+from bicross.cli.plan import plan_command
 from bicross.errors import BicrossError
 
 if TYPE_CHECKING:
@@ -678,3 +679,4 @@ def adapt(
 
 
 app.command(name="pairs")(pairs_command)
+app.command(name="plan")(plan_command)
