@@ -19,6 +19,8 @@ _EXPORTS = {
     "Document": "bicross.types",
     "FirstStageConfig": "bicross.retrieval",
     "Hit": "bicross.types",
+    "Passage": "bicross.types",
+    "PassageConfig": "bicross.passages",
     "IndexCorrupt": "bicross.errors",
     "IndexLocked": "bicross.errors",
     "IndexMismatch": "bicross.errors",
@@ -51,11 +53,12 @@ if TYPE_CHECKING:
     from bicross.evaluation.metrics import evaluate
     from bicross.index.ann import AnnConfig
     from bicross.index.collection import Collection
+    from bicross.passages import PassageConfig
     from bicross.rerankers.cache import ScoreCache
     from bicross.rerankers.cross_encoder import CrossEncoder
     from bicross.retrieval import FirstStageConfig
     from bicross.search import SearchConfig, Searcher
-    from bicross.types import Document, Hit, SearchResult, StageTiming
+    from bicross.types import Document, Hit, Passage, SearchResult, StageTiming
 
 
 def __getattr__(name: str) -> Any:

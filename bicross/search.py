@@ -14,6 +14,13 @@ without a cascade (z-scores over those candidates), then the rest of the rerank 
 reranker's fused score, then the first stage's remaining candidates. With `cascade_depth >= rerank_depth`
 the expensive reranker would read every candidate anyway: the cheap one is not run and the result is plain
 reranking.
+
+Long documents: in a collection of passages (bicross/passages.py) the first stage ranks documents by their
+passages (retrieval.py), and a reranker reads passages, not a document's first max_length tokens:
+`rerank_passages` "max" / "sum-top-k" scores every passage of a candidate and aggregates, "first" its
+first passage only (what truncation reads), "best" only the passage the first stage matched (one pair per
+candidate, the cheapest); None follows the first stage's aggregation. Each hit names the passage that
+scored best (`Hit.passage`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -33,14 +40,19 @@ from bicross.index.filters import Filters
 from bicross.models.tokenization import check_texts
 from bicross.rerankers.cache import ScoreCache
 from bicross.rerankers.protocol import Reranker, open_reranker
-from bicross.retrieval import FirstStageConfig, retrieve
+from bicross.retrieval import FirstStageConfig, retrieve_passages
 from bicross.scoring.fusion import interpolate
+from bicross.scoring.passages import PASSAGE_AGGREGATES, aggregate_passage_groups
 from bicross.types import Hit, SearchResult, StageTiming
 
 if TYPE_CHECKING:
+    from bicross.index.passages import PassageRows
     from bicross.late_interaction.retrieval import ColBERTRetriever
 
-__all__ = ["DEFAULT_RERANK_MAX_LENGTH", "SearchConfig", "Searcher", "cascade_final_order", "cascade_keep"]
+__all__ = ["DEFAULT_RERANK_MAX_LENGTH", "RerankPassages", "SearchConfig", "Searcher", "cascade_final_order",
+           "cascade_keep"]
+
+RerankPassages = Literal["max", "first", "sum-top-k", "best"]
 
 # Tokens per (query, document) pair in the default pipeline: half the model's 512, about twice as fast,
 # and what the default was measured with (bench/choose_default.py).
@@ -67,6 +79,7 @@ class SearchConfig:
     rerank_depth: int = 30
     rerank_weight: float = 2.5
     cascade_depth: int | None = None  # > 0: the expensive reranker reads the cascade reranker's top N; 0/None: off
+    rerank_passages: RerankPassages | None = None  # passages of long documents the reranker reads (module notes)
 
     @property
     def cascading(self) -> bool:
@@ -87,6 +100,9 @@ class SearchConfig:
         if reranking and self.top_k < self.top_n:
             raise InvalidInput(f"top_k ({self.top_k}) must be >= top_n ({self.top_n}): the reranker can only "
                                "return candidates the first stage found")
+        if self.rerank_passages is not None and self.rerank_passages not in (*PASSAGE_AGGREGATES, "best"):
+            raise InvalidInput(f"unknown rerank_passages {self.rerank_passages!r}; choose max, first, sum-top-k, best "
+                               "or None (the first stage's aggregation)")
         return self
 
 
@@ -180,44 +196,82 @@ class Searcher:
         check_texts(queries, "query")
         if not queries:
             return []
-        candidates, timings = retrieve(self.collection, self.encoder, queries, config.top_k, config.first_stage,
-                                       filters, colbert=self.colbert)
+        candidates, matched, timings = retrieve_passages(self.collection, self.encoder, queries, config.top_k,
+                                                         config.first_stage, filters, colbert=self.colbert)
         rerank_scores: list[np.ndarray | None] = [None] * len(queries)
         cheap_scores: list[np.ndarray | None] = [None] * len(queries)
         if reranking:
             heads = [ids[:config.rerank_depth] for ids, _ in candidates]
+            head_rows = None if matched is None else [rows[:config.rerank_depth] for rows in matched]
             kept = [np.arange(len(head)) for head in heads]
             if config.cascading and config.cascade_depth < config.rerank_depth:  # type: ignore[operator]
                 started = time.perf_counter()
                 cheap_scores = list(self._rerank(self.cascade_reranker, self.cascade_cache, queries, heads,  # type: ignore[arg-type]
-                                                 show_progress))
+                                                 show_progress, head_rows, config)[0])
                 kept = [cascade_keep(cheap, config.cascade_depth) for cheap in cheap_scores]  # type: ignore[arg-type]
                 timings.append(StageTiming("cascade", time.perf_counter() - started))
             started = time.perf_counter()
-            scored = self._rerank(self.reranker, self.cache, queries,  # type: ignore[arg-type]
-                                  [head[positions] for head, positions in zip(heads, kept, strict=True)], show_progress)
+            kept_rows = None if head_rows is None else [rows[positions] for rows, positions in zip(head_rows, kept,
+                                                                                                    strict=True)]
+            scored, best_rows = self._rerank(self.reranker, self.cache, queries,  # type: ignore[arg-type]
+                                             [head[positions] for head, positions in zip(heads, kept, strict=True)],
+                                             show_progress, kept_rows, config)
             rerank_scores = [_spread(score, positions, len(head))
                              for score, positions, head in zip(scored, kept, heads, strict=True)]
+            if matched is not None and best_rows is not None:  # the passage the reranker liked best is the match
+                matched = [rows.copy() for rows in matched]
+                for rows, positions, best in zip(matched, kept, best_rows, strict=True):
+                    rows[positions] = best
             timings.append(StageTiming("rerank", time.perf_counter() - started))
         share = [StageTiming(t.stage, t.seconds / len(queries)) for t in timings]
         return [
-            self._result(query, ids, scores, reranked, cheap, config, share)
-            for query, (ids, scores), reranked, cheap in zip(queries, candidates, rerank_scores, cheap_scores,
-                                                            strict=True)
+            self._result(query, ids, scores, reranked, cheap, config, share,
+                         None if matched is None else matched[number])
+            for number, (query, (ids, scores), reranked, cheap) in enumerate(zip(queries, candidates, rerank_scores,
+                                                                                cheap_scores, strict=True))
         ]
 
     def _rerank(self, reranker: Reranker, cache: ScoreCache, queries: Sequence[str],
-                candidate_ids: list[np.ndarray], show_progress: bool) -> list[np.ndarray]:
-        """Reranker scores per query, aligned with its candidates; all pairs go in one batch job."""
+                candidate_ids: list[np.ndarray], show_progress: bool, matched: list[np.ndarray] | None = None,
+                config: SearchConfig | None = None) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Reranker scores per query, aligned with its candidates; all pairs go in one batch job.
+
+        In a collection of passages (`matched`: the first stage's row of each candidate), the reranker reads
+        passages (see the module notes) and the row of each candidate's best passage comes back too.
+        """
         documents = self.collection.documents
-        pairs = [(query, documents[doc].full_text)
-                 for query, ids in zip(queries, candidate_ids, strict=True) for doc in ids]
+        passages = self.collection.passages
+        if passages is None or matched is None:
+            pairs = [(query, documents[doc].full_text)
+                     for query, ids in zip(queries, candidate_ids, strict=True) for doc in ids]
+            flat = cache.score(pairs, lambda fresh: reranker.score(fresh, show_progress))
+            bounds = np.cumsum([0] + [len(ids) for ids in candidate_ids])
+            return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)], None
+        mode, k = self._rerank_passages(config or self.config)
+        rows = [_rows_to_rerank(passages, ids, rows, mode) for ids, rows in zip(candidate_ids, matched, strict=True)]
+        pairs = [(query, passages.text(documents, row))
+                 for query, (read, _) in zip(queries, rows, strict=True) for row in read.tolist()]
         flat = cache.score(pairs, lambda fresh: reranker.score(fresh, show_progress))
-        bounds = np.cumsum([0] + [len(ids) for ids in candidate_ids])
-        return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+        scores, best_rows, start = [], [], 0
+        for read, counts in rows:
+            totals, best = aggregate_passage_groups(flat[start:start + len(read)], counts,
+                                                    "max" if mode == "best" else mode, k)
+            scores.append(totals)
+            best_rows.append(read[np.cumsum(counts) - counts + best])
+            start += len(read)
+        return scores, best_rows
+
+    def _rerank_passages(self, config: SearchConfig) -> tuple[RerankPassages, int]:
+        """Which passages the reranker reads, and k for "sum-top-k": the config's, else the first stage's."""
+        built = self.collection.passage_config
+        first = config.first_stage
+        k = first.passage_k or (built.k if built is not None else 2)
+        mode = config.rerank_passages or first.passage_aggregate or (built.aggregate if built is not None else "max")
+        return mode, k
 
     def _result(self, query: str, ids: np.ndarray, scores: np.ndarray, rerank_scores: np.ndarray | None,
-                cheap_scores: np.ndarray | None, config: SearchConfig, timings: list[StageTiming]) -> SearchResult:
+                cheap_scores: np.ndarray | None, config: SearchConfig, timings: list[StageTiming],
+                rows: np.ndarray | None = None) -> SearchResult:
         if cheap_scores is None:
             order, final = _final_order(scores, rerank_scores, config.rerank_weight)
         else:
@@ -234,6 +288,7 @@ class Searcher:
                 rank=rank, score=float(final[position]),
                 rerank_score=float(rerank_scores[position]) if reranked else None,  # type: ignore[index]
                 metadata=document.metadata,
+                passage=None if rows is None else self.collection.passage(int(rows[position])),
             ))
         return SearchResult(query, tuple(hits), tuple(timings))
 
@@ -300,6 +355,16 @@ def cascade_final_order(scores: np.ndarray, cheap_scores: np.ndarray, rerank_sco
     order = np.concatenate([kept[np.argsort(-top, kind="stable")], rest[np.argsort(-middle, kind="stable")],
                             np.arange(depth, len(scores))])
     return order, final.astype(np.float32)
+
+
+def _rows_to_rerank(passages: PassageRows, ids: np.ndarray, matched: np.ndarray,
+                    mode: RerankPassages) -> tuple[np.ndarray, np.ndarray]:
+    """Rows the reranker reads for these candidate documents (each document's together) and how many each."""
+    if mode == "best":
+        return matched.astype(np.int64), np.ones(len(ids), dtype=np.int64)
+    if mode == "first":
+        return passages.first_row[ids], np.ones(len(ids), dtype=np.int64)
+    return passages.rows_of(ids), passages.counts(ids)
 
 
 def _spread(scores: np.ndarray, positions: np.ndarray, depth: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Typed values that cross module boundaries: documents in, hits and timings out."""
+"""Typed values that cross module boundaries: documents in, hits (and the passages that matched) and timings out."""
 
 from __future__ import annotations
 
@@ -33,8 +33,21 @@ class StageTiming:
 
 
 @dataclass(frozen=True)
+class Passage:
+    """The part of a long document that matched: its number in the document and its span `text[start:end]`."""
+
+    index: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
 class Hit:
-    """One result: the document, where the first stage put it, and what the reranker made of it."""
+    """One result: the document, where the first stage put it, and what the reranker made of it.
+
+    `passage`: in a collection of passages (long documents), the passage that scored best; None otherwise.
+    """
 
     id: str
     text: str
@@ -45,6 +58,7 @@ class Hit:
     score: float
     rerank_score: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    passage: Passage | None = None
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,27 @@ def one_faiss_thread():
     faiss.omp_set_num_threads(1)
     yield
     faiss.omp_set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with 2 CPUs (and no GPU, so every machine runs the same test), started by the code
+    `--ray local` runs (`ray_session`), once for all of tests/cluster and shut down after the last."""
+    import contextlib
+
+    import ray
+
+    from bicross.cluster import ray_session
+
+    # tests/cluster's fault-injecting workers: Ray's workers unpickle them without that folder on their path
+    ray.cloudpickle.register_pickle_by_value(importlib.import_module("ray_faults"))  # on the path: tests/cluster
+    with contextlib.ExitStack() as stack:
+        for attempt in range(2):
+            try:
+                stack.enter_context(ray_session("local", num_cpus=2, num_gpus=0))
+                break
+            except Exception:  # Ray gives its raylet 30 s to register: a loaded machine can miss that once
+                ray.shutdown()
+                if attempt == 1:
+                    raise
+        yield ray

@@ -180,6 +180,26 @@ def test_collection_embeddings_are_reused(tmp_path: Path, tiny_encoder_path: Pat
         find_pairs(read_pair_corpus(_write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "x"}])))
 
 
+
+def test_a_collection_of_passages_gives_one_embedding_per_document(tmp_path: Path, tiny_encoder_path: Path,
+                                                                    one_faiss_thread):
+    from bicross.encoders import BiEncoder
+    from bicross.index.collection import Collection
+    from bicross.passages import PassageConfig
+
+    encoder = BiEncoder.load(str(tiny_encoder_path), dtype="float32")
+    long = " ".join(["the weather is nice today and the museum of art is in paris"] * 8)
+    documents = [Document("a", long + " vitamin d"), Document("b", long + " vitamin d"), Document("c", "a quick fox")]
+    collection = Collection.build(tmp_path / "index", documents, encoder, passages=PassageConfig(window=32, stride=16))
+    rows = collection.passages
+    assert rows is not None and len(rows) > len(documents)  # the long ones were split
+    corpus = read_pair_corpus(tmp_path / "index")
+    assert corpus.embeddings.shape == (3, collection.dense.embeddings.shape[1])
+    stored = np.asarray(collection.dense.embeddings)
+    np.testing.assert_allclose(corpus.embeddings[0], stored[rows.document == 0].mean(axis=0), atol=1e-6)
+    result = find_pairs(corpus, config=PairsConfig(threshold=0.999))
+    assert [(p.id_a, p.id_b) for p in result.pairs] == [("a", "b")]
+
 class _FakeCrossEncoder:
     """Scores a pair by how many words the query and the passage share; records what it read."""
 

@@ -15,6 +15,7 @@ from bicross.cli.plan import plan_command
 from bicross.errors import BicrossError
 
 if TYPE_CHECKING:
+    from bicross.passages import PassageConfig
     from bicross.search import SearchConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -63,6 +64,11 @@ RerankMaxLength = Annotated[int, typer.Option(
 CascadeDepth = Annotated[int | None, typer.Option(
     "--cascade-depth", help="With --cascade-reranker: how many of the cheap reranker's best candidates the reranker "
     "reads (e.g. 20 of a rerank depth of 100).")]
+RayOption = Annotated[str | None, typer.Option(
+    "--ray", help="Embed on Ray actors, one model copy each (the `ray` extra): local (start an instance here) or a "
+    "cluster address (auto, HOST:6379, ray://HOST:10001) whose nodes resolve --model to the same files.")]
+RayWorkers = Annotated[int | None, typer.Option(
+    "--ray-workers", min=1, help="With --ray: how many actors (default: one per CPU of the cluster, or per GPU).")]
 
 
 @app.command()
@@ -90,22 +96,46 @@ def index(
     language: Annotated[str, typer.Option(
         "--language", help="BM25 stopwords + stemmer: auto (detected from stopwords among en, de, fr, es, it, pt, "
         "nl, da, no, sv, ru, tr; else none) | none | en | de | ...")] = "auto",
+    passage_window: Annotated[int | None, typer.Option(
+        "--passage-window", help="Long documents: split each into overlapping passages of N tokens (title and "
+        "special tokens included; e.g. the model's max length, 256), searched and reranked passage by passage.")] = None,
+    passage_stride: Annotated[int | None, typer.Option(
+        "--passage-stride", help="With --passage-window: tokens between passage starts (default: half the window).")] = None,
+    passage_aggregate: Annotated[str, typer.Option(
+        "--passage-aggregate", help="With --passage-window: a document's score from its passages': max | first | "
+        "sum-top-k (of the --passage-k best).")] = "max",
+    passage_k: Annotated[int, typer.Option("--passage-k", help="Passages summed by --passage-aggregate sum-top-k.")] = 2,
+    ray: RayOption = None,
+    ray_workers: RayWorkers = None,
 ) -> None:
     """Embed a corpus and store it as a searchable collection folder."""
     from bicross.cli.output import load_corpus
-    from bicross.encoders import BiEncoder
     from bicross.index.ann import AnnConfig
     from bicross.index.bm25 import Bm25Config
     from bicross.index.collection import Collection
 
     config = AnnConfig(kind=ann, hnsw_m=hnsw_m, ef_search=ef_search, nlist=nlist, nprobe=nprobe)  # type: ignore[arg-type]
+    passages = _passage_config(passage_window, passage_stride, passage_aggregate, passage_k)
     documents = load_corpus(corpus, errors, skip_empty)
-    encoder = BiEncoder.load(model, dtype=dtype, batch_size=batch_size)  # type: ignore[arg-type]
+    encoder = _bi_encoder(model, dtype, batch_size, ray, ray_workers)
     console.print(f"indexing {len(documents):,} documents from {corpus} with {model}")
     bm25 = None if language == "auto" else Bm25Config.for_language(None if language == "none" else language)
     collection = Collection.build(index_dir, documents, encoder, show_progress=True, ann=config,
-                                  quantization=quantization, bm25_config=bm25)
+                                  quantization=quantization, bm25_config=bm25, passages=passages)
     _print_manifest(collection.manifest, index_dir)
+
+
+def _passage_config(window: int | None, stride: int | None, aggregate: str, k: int) -> PassageConfig | None:
+    """The `--passage-*` options as a PassageConfig (None without --passage-window)."""
+    from bicross.errors import InvalidInput
+    from bicross.passages import PassageConfig
+
+    if window is None:
+        if stride is not None or aggregate != "max" or k != 2:
+            raise InvalidInput("--passage-stride, --passage-aggregate and --passage-k apply to passages: add "
+                               "--passage-window N (e.g. 256) to split long documents")
+        return None
+    return PassageConfig(window, max(1, window // 2) if stride is None else stride, aggregate, k)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -188,19 +218,34 @@ def add(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Bi-encoder (default: the index's).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass (default 32; 1 for int8 ONNX).")] = None,
     dtype: DType = "auto",
+    ray: RayOption = None,
+    ray_workers: RayWorkers = None,
 ) -> None:
     """Add documents to a collection; a document whose id is already there replaces it."""
     from bicross.corpus import load_documents
-    from bicross.encoders import BiEncoder
     from bicross.index.collection import Collection
 
     documents = load_documents(corpus)
     collection = Collection.open(index_dir)
-    encoder = BiEncoder.load(model or collection.manifest["model"]["name"], dtype=dtype,  # type: ignore[arg-type]
-                             batch_size=batch_size)
+    encoder = _bi_encoder(model or collection.manifest["model"]["name"], dtype, batch_size, ray, ray_workers)
     changes = collection.add(documents, encoder, show_progress=len(documents) > 100)
     console.print(f"{index_dir}: added {changes.added:,}, updated {changes.updated:,}; now {changes.count:,} "
                   f"documents (generation {changes.generation})")
+
+
+def _bi_encoder(model: str, dtype: str, batch_size: int | None, ray: str | None, ray_workers: int | None):
+    """The bi-encoder `index` and `add` embed with: loaded here, or (--ray) one whose documents are embedded on
+    Ray actors, connecting (or starting a local instance) for the embedding only."""
+    if ray is None:
+        if ray_workers is not None:
+            raise BicrossError("--ray-workers needs --ray local (or --ray ADDRESS)")
+        from bicross.encoders import BiEncoder
+
+        return BiEncoder.load(model, dtype=dtype, batch_size=batch_size)  # type: ignore[arg-type]
+    from bicross.cluster import ClusterConfig, ShardedBiEncoder
+
+    cluster = ClusterConfig(address=ray, workers=ray_workers)
+    return ShardedBiEncoder.load(model, dtype=dtype, batch_size=batch_size, cluster=cluster)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -464,12 +509,18 @@ def _print_manifest(manifest: dict, folder: Path) -> None:
     from bicross.index.searchers import describe_searcher, memory_per_document
 
     model = manifest["model"]
+    split = manifest.get("passages")
     console.print(
         f"[bold]{folder}[/]: {manifest['count']:,} documents, {manifest['dimension']}-d {manifest['similarity']}, "
         f"model {model['name']} ({model['fingerprint']}), generation {manifest['generation']}; "
-        f"{manifest['truncated_documents']:,} documents longer than {model['settings']['max_length']} tokens "
-        f"were truncated"
+        f"{manifest['truncated_documents']:,} {'documents' if split is None else 'passages'} longer than "
+        f"{model['settings']['max_length']} tokens were truncated"
     )
+    if split is not None:
+        config = split["config"]
+        console.print(f"passages: {split['rows']:,} ({split['rows'] / max(1, manifest['count']):.2f} per document), "
+                      f"window {config['window']} tokens, stride {config['stride']}, document score: "
+                      f"{config['aggregate']}" + (f" (k={config['k']})" if config["aggregate"] == "sum-top-k" else ""))
     memory = memory_per_document(manifest)
     console.print(f"dense search: {describe_searcher(manifest)}")
     bm25 = manifest.get("bm25", {})

@@ -42,7 +42,9 @@ def print_results(console: Console, result: SearchResult, relevant: Collection[s
         if reranked:
             row.append(f"{hit.rerank_score:.2f}" if hit.rerank_score is not None else "")
         mark = "[green]✓ " if hit.id in relevant else ""
-        row += [f"{mark}{hit.id}", snippet(f"{hit.title}. {hit.text}" if hit.title else hit.text)]
+        text = hit.text if hit.passage is None else hit.passage.text  # a long document: the passage that matched
+        where = "" if hit.passage is None else f"[dim]passage {hit.passage.index + 1}:[/] "
+        row += [f"{mark}{hit.id}", where + snippet(f"{hit.title}. {text}" if hit.title else text)]
         table.add_row(*row)
     console.print(table)
     stages = ", ".join(f"{t.stage} {t.seconds * 1000:.1f} ms" for t in result.timings)

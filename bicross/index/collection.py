@@ -12,7 +12,11 @@ This module holds `Collection` (build, open, add, delete, compact, search) and t
 generation; segments.py reads the segment files back and checks them against the manifest.
 
 Ids returned by every search are positions in `collection.documents` (the live documents, oldest first);
-physical rows and segments stay inside this module, segments.py and dense.py. Opening checks the
+physical rows and segments stay inside this module, segments.py and dense.py. A collection built with a
+`PassageConfig` (long documents, see bicross/passages.py) stores each document as overlapping passages,
+one row each in the dense and BM25 indexes: there `dense`, `searcher` and `bm25` return passage ids
+(positions among the live passages), which `collection.passages` ties to documents; `documents`, `add`,
+`delete` and every id stay the user's documents, a document's passages added and deleted together. Opening checks the
 manifest, checksums and shapes, so a truncated or corrupted folder is refused before any search runs;
 searching or adding with an encoder other than the one that built it is refused too.
 
@@ -45,6 +49,7 @@ from bicross.index.ann import AnnConfig
 from bicross.index.bm25 import Bm25Config, Bm25Index
 from bicross.index.dense import ExactDenseIndex
 from bicross.index.filters import Filters, filter_mask, parse_filters
+from bicross.index.passages import PassageRows, passage_table
 from bicross.index.searchers import (
     DenseSearcher,
     plan_dense_files,
@@ -54,8 +59,9 @@ from bicross.index.searchers import (
 )
 from bicross.index.segments import CollectionState, load_generation, read_documents, write_documents
 from bicross.index.store import commit, read_manifest, write_lock
+from bicross.passages import PassageConfig
 from bicross.scoring.similarity import normalize_rows
-from bicross.types import Document
+from bicross.types import Document, Passage
 
 if TYPE_CHECKING:
     from bicross.encoders.bi_encoder import BiEncoder
@@ -109,8 +115,9 @@ class Collection:
     def search_dense(self, queries: np.ndarray, top_k: int, allowed: np.ndarray | None = None, *,
                      ef_search: int | None = None, nprobe: int | None = None,
                      rescore_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k ids (positions in `documents`) and scores from `searcher`; the knobs override the built
-        ones for this call where they apply (HNSW: ef_search, IVF: nprobe, quantized: rescore_factor)."""
+        """Top-k ids (positions in `documents`; passage ids in a collection of passages, see `passages`) and
+        scores from `searcher`; the knobs override the built ones for this call where they apply (HNSW:
+        ef_search, IVF: nprobe, quantized: rescore_factor)."""
         return search_dense(self._state.searcher, queries, top_k, allowed, ef_search, nprobe, rescore_factor)
 
     def ann_recall(self, query_vectors: np.ndarray, k: int = 10) -> float:
@@ -123,6 +130,27 @@ class Collection:
     def bm25(self) -> Bm25Index:
         """BM25 index over the live documents (one segment per documents segment, tombstones skipped)."""
         return self._state.bm25
+
+    @property
+    def passages(self) -> PassageRows | None:
+        """For a collection of passages, the document, number and span of each row that `dense`, `searcher` and
+        `bm25` return; None when its rows are the documents themselves."""
+        return self._state.passages
+
+    @property
+    def passage_config(self) -> PassageConfig | None:
+        """How the collection split its documents (None: it did not)."""
+        entry = self._state.manifest.get("passages")
+        return None if entry is None else PassageConfig.from_dict(entry["config"])
+
+    def passage(self, row: int) -> Passage:
+        """The passage at `row` (a passage id from `dense` or `bm25`): its number and span in its document."""
+        passages = self._state.passages
+        if passages is None:
+            raise InvalidInput(f"{self.path} was built without passages: its rows are whole documents")
+        document = self._state.documents[int(passages.document[row])]
+        start, end = int(passages.start[row]), int(passages.end[row])
+        return Passage(int(passages.index[row]), start, end, document.text[start:end])
 
     def __len__(self) -> int:
         return len(self._state.documents)
@@ -157,21 +185,23 @@ class Collection:
     @classmethod
     def build(cls, path: str | Path, documents: Sequence[Document], encoder: BiEncoder,
               show_progress: bool = False, bm25_config: Bm25Config | None = None, ann: AnnConfig | None = None,
-              quantization: str = "float32") -> Collection:
+              quantization: str = "float32", passages: PassageConfig | None = None) -> Collection:
         """Embed `documents`, index their words, and commit both to `path` (replacing what was there only
         once complete).
 
         `ann` picks the dense searcher (default `AnnConfig()`: exact below 200,000 documents, HNSW from
         there on); `quantization` ("float16", "int8", "binary") stores codes that exact search scans
-        before rescoring its shortlist with float32 (see searchers.py).
+        before rescoring its shortlist with float32 (see searchers.py). `passages` splits each document into
+        overlapping passages, one row each, searched and scored per document (see bicross/passages.py).
         """
         folder = Path(path)
         documents = list(documents)
         check_documents(documents)
         settings = settings_manifest(ann, quantization)  # checked before the slow embedding
         started = time.perf_counter()
-        embeddings, truncated = _embed(documents, encoder, show_progress)
-        bm25 = Bm25Index.build([d.full_text for d in documents], bm25_config)
+        texts, table = _rows(documents, encoder, passages)
+        embeddings, truncated = _embed(texts, encoder, show_progress)
+        bm25 = Bm25Index.build(texts, bm25_config)
         manifest = {
             "model": {"name": encoder.name, "fingerprint": encoder.fingerprint,
                       "settings": asdict(encoder.settings)},
@@ -179,10 +209,12 @@ class Collection:
             "similarity": encoder.similarity,
             "bm25": bm25.config.to_dict(),
             **settings,
+            **({} if passages is None else {"passages": {"config": passages.to_dict(), "rows": len(texts)}}),
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         with write_lock(folder):
-            state = _commit(folder, manifest, None, [], (documents, embeddings, truncated), _NO_ROWS, bm25, documents)
+            state = _commit(folder, manifest, None, [], (documents, embeddings, truncated, table), _NO_ROWS, bm25,
+                            documents)
         return cls(folder, state)
 
     @classmethod
@@ -215,28 +247,38 @@ class Collection:
         _check_encoder(self.path, self._state.manifest, encoder)
 
     def add(self, documents: Iterable[Document], encoder: BiEncoder, show_progress: bool = False) -> Changes:
-        """Embed and add `documents` in one atomic commit; a document whose id exists replaces it."""
+        """Embed and add `documents` in one atomic commit; a document whose id exists replaces it (all its
+        passages, in a collection of passages, which splits the new ones as it was built to)."""
         documents = list(documents)
         check_documents(documents, "added documents")
         self.check_encoder(encoder)
-        embeddings, truncated = _embed(documents, encoder, show_progress)  # before the lock: it is the slow part
+        split = self._state.manifest.get("passages")
+        texts, table = _rows(documents, encoder, self.passage_config)
+        embeddings, truncated = _embed(texts, encoder, show_progress)  # before the lock: it is the slow part
         with write_lock(self.path):
             state = self._latest()
             _check_encoder(self.path, state.manifest, encoder)  # the folder may have been rebuilt meanwhile
+            if (split or {}).get("config") != (state.manifest.get("passages") or {}).get("config"):
+                raise IndexMismatch(f"{self.path} was rebuilt with other passage settings while these documents were "
+                                    "being embedded; add them again")
             replaced = np.array(sorted(state.positions[d.id] for d in documents if d.id in state.positions),
                                 dtype=np.int64)
             kept = np.ones(len(state.documents), dtype=bool)
             kept[replaced] = False
             live = [document for document, keep in zip(state.documents, kept, strict=True) if keep] + documents
-            bm25 = state.bm25.update(replaced, [d.full_text for d in documents])  # analyses the new documents only
-            tombstones = np.union1d(state.tombstones, state.live_rows[replaced])
+            replaced_rows = _rows_of(state, replaced)
+            bm25 = state.bm25.update(replaced_rows, texts)  # analyses the new documents only
+            tombstones = np.union1d(state.tombstones, state.live_rows[replaced_rows])
             segments = state.manifest["segments"]
             if len(segments) < MAX_SEGMENTS:
                 self._state = _commit(self.path, state.manifest, state, segments,
-                                      (documents, embeddings, truncated), tombstones, bm25, live)
+                                      (documents, embeddings, truncated, table), tombstones, bm25, live)
             else:  # rewrite everything as one segment rather than grow without bound
-                old = np.asarray(state.dense.embeddings)[kept]
-                merged = (live, np.concatenate([old, embeddings]), _truncated(state.manifest) + truncated)
+                kept_rows = kept if state.passages is None else kept[state.passages.document]
+                old = np.asarray(state.dense.embeddings)[kept_rows]
+                merged_table = None if table is None or state.passages is None else np.concatenate(
+                    [state.passages.kept_table(kept), table + np.array([int(kept.sum()), 0, 0, 0])])
+                merged = (live, np.concatenate([old, embeddings]), _truncated(state.manifest) + truncated, merged_table)
                 self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, bm25.compacted(), live)
         return Changes(len(documents) - replaced.size, int(replaced.size), 0, len(self), self.manifest["generation"])
 
@@ -260,8 +302,9 @@ class Collection:
             kept = np.ones(len(state.documents), dtype=bool)
             kept[gone] = False
             live = [document for document, keep in zip(state.documents, kept, strict=True) if keep]
-            bm25 = state.bm25.update(gone)  # tombstones only: no BM25 file is written
-            tombstones = np.union1d(state.tombstones, state.live_rows[gone])
+            gone_rows = _rows_of(state, gone)  # every passage of a deleted document
+            bm25 = state.bm25.update(gone_rows)  # tombstones only: no BM25 file is written
+            tombstones = np.union1d(state.tombstones, state.live_rows[gone_rows])
             self._state = _commit(self.path, state.manifest, state, state.manifest["segments"], None, tombstones,
                                   bm25, live)
         return Changes(0, 0, len(wanted), len(self), self.manifest["generation"])
@@ -273,7 +316,8 @@ class Collection:
             if len(state.manifest["segments"]) == 1 and state.tombstones.size == 0 and not _bm25_before_segments(
                     state.manifest):
                 return False
-            merged = (state.documents, np.asarray(state.dense.embeddings), _truncated(state.manifest))
+            table = None if state.passages is None else state.passages.kept_table(np.ones(len(state.documents), bool))
+            merged = (state.documents, np.asarray(state.dense.embeddings), _truncated(state.manifest), table)
             self._state = _commit(self.path, state.manifest, state, [], merged, _NO_ROWS, state.bm25.compacted(),
                                   state.documents)
         return True
@@ -287,9 +331,12 @@ class Collection:
 
 
 def _commit(folder: Path, base: dict[str, Any], previous: CollectionState | None, carried_segments: list[dict[str, Any]],
-            new_segment: tuple[list[Document], np.ndarray, int] | None, tombstones: np.ndarray,
+            new_segment: tuple[list[Document], np.ndarray, int, np.ndarray | None] | None, tombstones: np.ndarray,
             bm25: Bm25Index, live: list[Document]) -> CollectionState:
     """Commit a generation: the carried segments plus an optional new one, the tombstones, and BM25.
+
+    `new_segment`: its documents, embeddings (one per row), truncated count and passage table (None: rows
+    are the documents).
 
     Files that did not change (carried segments with their BM25 postings, equal tombstones) are carried over
     from `previous`, not rewritten. `bm25` has one segment per resulting segment (its tombstones equal
@@ -297,18 +344,23 @@ def _commit(folder: Path, base: dict[str, Any], previous: CollectionState | None
     """
     previous_files = {} if previous is None else previous.manifest["files"]
     carry = {role: previous_files[role] for segment in carried_segments
-             for role in (segment["documents"], segment["embeddings"], segment.get("codes"), segment.get("bm25"))
+             for role in (segment["documents"], segment["embeddings"], segment.get("codes"), segment.get("bm25"),
+                          segment.get("passages"))
              if role is not None}
     writers: dict[str, Any] = {}
     segments = [dict(segment) for segment in carried_segments]
     embeddings = None
     if new_segment is not None:
-        documents, embeddings, truncated = new_segment
+        documents, embeddings, truncated, table = new_segment
         number = len(segments)
         roles = {"documents": f"documents-{number}.jsonl", "embeddings": f"embeddings-{number}.npy"}
         writers[roles["documents"]] = lambda target: write_documents(target, documents)
         writers[roles["embeddings"]] = lambda target: np.save(target, embeddings, allow_pickle=False)
-        segments.append({**roles, "rows": len(documents), "truncated": truncated})
+        passage_entry: dict[str, Any] = {}
+        if table is not None:
+            passage_entry = {"passages": f"passages-{number}.npy", "document_count": len(documents)}
+            writers[passage_entry["passages"]] = lambda target: np.save(target, table, allow_pickle=False)
+        segments.append({**roles, **passage_entry, "rows": len(embeddings), "truncated": truncated})
     dense = plan_dense_files(folder, base, previous_files, segments, embeddings, rebuild=not carried_segments)
     writers.update(dense.writers)
     carry.update(dense.carry)
@@ -323,10 +375,12 @@ def _commit(folder: Path, base: dict[str, Any], previous: CollectionState | None
     manifest = {key: value for key, value in base.items()
                 if key not in ("format", "format_version", "generation", "files")}
     manifest.update({
-        "segments": segments, "tombstones": tombstone_role, "rows": rows, "count": rows - int(tombstones.size),
+        "segments": segments, "tombstones": tombstone_role, "rows": rows, "count": len(live),
         "deleted": int(tombstones.size), "truncated_documents": sum(s["truncated"] for s in segments),
         **dense.manifest,
     })
+    if "passages" in base:  # "truncated_documents" then counts passages the encoder cut
+        manifest["passages"] = {**base["passages"], "rows": rows - int(tombstones.size)}
     committed = commit(folder, writers, manifest, carry)
     return load_generation(folder, committed, checksums=None, bm25=bm25, documents=live)
 
@@ -341,10 +395,22 @@ def _check_encoder(folder: Path, manifest: dict[str, Any], encoder: BiEncoder) -
         )
 
 
-def _embed(documents: Sequence[Document], encoder: BiEncoder,
-           show_progress: bool) -> tuple[np.ndarray, int]:
-    """Document embeddings `(n, dim)` float32 (unit rows for cosine) and how many texts were truncated."""
-    encoded = encoder.encode([d.full_text for d in documents], "document", show_progress)
+def _rows(documents: Sequence[Document], encoder: BiEncoder,
+          passages: PassageConfig | None) -> tuple[list[str], np.ndarray | None]:
+    """The texts to embed and index, one per row, and the passage table (None: rows are the documents)."""
+    if passages is None:
+        return [d.full_text for d in documents], None
+    return passage_table(documents, encoder.document_tower.tokenizer, passages, encoder.settings.document_prefix)
+
+
+def _rows_of(state: CollectionState, positions: np.ndarray) -> np.ndarray:
+    """Rows (positions among the live rows) of the documents at `positions`."""
+    return positions if state.passages is None else state.passages.rows_of(positions)
+
+
+def _embed(texts: Sequence[str], encoder: BiEncoder, show_progress: bool) -> tuple[np.ndarray, int]:
+    """Row embeddings `(n, dim)` float32 (unit rows for cosine) and how many texts were truncated."""
+    encoded = encoder.encode(list(texts), "document", show_progress)
     embeddings = np.asarray(encoded.embeddings, dtype=np.float32)
     if encoder.similarity == "cosine":
         embeddings = normalize_rows(embeddings).astype(np.float32)

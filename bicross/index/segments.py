@@ -3,9 +3,11 @@
 A generation is what one manifest names (see collection.py for the layout): segments of documents
 (`documents-K.jsonl`, one JSON document a line) and embeddings (`embeddings-K.npy`, memory-mapped), an
 optional tombstone list of dead rows, a BM25 index, and whatever files the dense searcher needs (see
-searchers.py). `load_generation` checks every shape and count against the manifest and raises
-`IndexCorrupt` saying to rebuild, so a damaged folder is refused before any search runs; the
-`CollectionState` it returns is swapped whole by `Collection`, so a search never mixes two generations.
+searchers.py). In a collection of passages, rows are passages and each segment has a passage table
+(`passages-K.npy`, see passages.py) tying them to the lines of its documents file. `load_generation`
+checks every shape and count against the manifest and raises `IndexCorrupt` saying to rebuild, so a
+damaged folder is refused before any search runs; the `CollectionState` it returns is swapped whole by
+`Collection`, so a search never mixes two generations.
 
 A missing file is left as `FileNotFoundError` (not `IndexCorrupt`): a reader overtaken by a commit sees
 that when the files it was about to read were cleaned up, and `Collection.open` retries on the newer
@@ -28,6 +30,7 @@ from bicross.errors import IndexCorrupt
 from bicross.index.bm25 import Bm25Index
 from bicross.index.dense import ExactDenseIndex
 from bicross.index.filters import Condition
+from bicross.index.passages import PassageRows, read_passage_rows
 from bicross.index.searchers import DenseSearcher, load_searcher
 from bicross.index.store import verify_files
 from bicross.types import Document
@@ -46,6 +49,7 @@ class CollectionState:
     dense: ExactDenseIndex
     bm25: Bm25Index
     searcher: DenseSearcher  # what dense search uses: `dense`, a QuantizedDenseIndex or an AnnIndex
+    passages: PassageRows | None = None  # rows are passages (index/passages.py); None: rows are the documents
     positions: dict[str, int] = field(default_factory=dict)  # id -> position in documents
     masks: OrderedDict[tuple[Condition, ...], np.ndarray] = field(default_factory=OrderedDict)
 
@@ -79,26 +83,33 @@ def load_generation(folder: Path, manifest: dict[str, Any], checksums: bool | No
             raise IndexCorrupt(f"{folder}: {files[tombstone_role]['name']} is not a sorted list of rows; rebuild the index")
     live = np.ones(rows, dtype=bool)
     live[tombstones] = False
+    passages, document_live = None, None
+    if "passages" in manifest:  # rows are passages: a document's line is live when its rows are
+        passages, document_live = read_passage_rows(folder, manifest, live)
     if documents is None:
         documents, offset = [], 0
-        for segment in segments:
-            documents += read_documents(folder / files[segment["documents"]]["name"], live[offset:offset + segment["rows"]])
+        for number, segment in enumerate(segments):
+            alive = live[offset:offset + segment["rows"]] if document_live is None else document_live[number]
+            documents += read_documents(folder / files[segment["documents"]]["name"], alive)
             offset += segment["rows"]
-    if len(documents) != manifest["count"] or rows - tombstones.size != manifest["count"]:
+    live_count = rows - int(tombstones.size)
+    expected_rows = manifest["count"] if passages is None else manifest["passages"].get("rows")
+    if len(documents) != manifest["count"] or live_count != expected_rows or (
+            passages is not None and (len(passages) != live_count or len(documents) != len(passages.first_row) - 1)):
         raise IndexCorrupt(f"{folder}: embeddings ({rows} rows, {tombstones.size} deleted) / {len(documents)} "
                            f"documents do not match the manifest ({manifest['count']} documents); rebuild the index")
     if bm25 is None:
         if "bm25" not in files:
             raise IndexCorrupt(f"{folder} was built without a BM25 index; rebuild it with `bicross index`")
         bm25 = Bm25Index.load(folder / files["bm25"]["name"], mmap=True)  # mapped: survives a later cleanup
-    if bm25.num_documents != len(documents):
-        raise IndexCorrupt(f"{folder}: the BM25 index holds {bm25.num_documents} documents, the collection "
-                           f"{len(documents)}; rebuild the index")
+    if bm25.num_documents != live_count:
+        raise IndexCorrupt(f"{folder}: the BM25 index holds {bm25.num_documents} rows, the collection "
+                           f"{live_count}; rebuild the index")
     live_rows = np.flatnonzero(live).astype(np.int64)
     dense = ExactDenseIndex(embeddings, manifest["similarity"], live_rows if tombstones.size else None,
                             unit_rows=manifest["similarity"] == "cosine")
     searcher = load_searcher(folder, manifest, dense, live_rows if tombstones.size else None)
-    state = CollectionState(manifest, documents, live_rows, tombstones, dense, bm25, searcher)
+    state = CollectionState(manifest, documents, live_rows, tombstones, dense, bm25, searcher, passages)
     if len(state.positions) != len(documents):
         raise IndexCorrupt(f"{folder}: two live documents share an id; rebuild the index")
     return state

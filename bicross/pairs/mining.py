@@ -145,8 +145,21 @@ def _read_collection(folder: Path) -> PairCorpus:
     manifest = collection.manifest
     if not collection.documents:
         raise InvalidInput(f"collection {folder} holds no documents")
-    return PairCorpus(collection.documents, str(folder), np.asarray(collection.dense.embeddings, dtype=np.float32),
-                      manifest["model"]["name"], manifest["similarity"])
+    embeddings = np.asarray(collection.dense.embeddings, dtype=np.float32)
+    if collection.passages is not None:  # a collection of passages stores one row per passage, not per document
+        embeddings = document_embeddings(embeddings, collection.passages.first_row)
+    return PairCorpus(collection.documents, str(folder), embeddings, manifest["model"]["name"], manifest["similarity"])
+
+
+def document_embeddings(passage_embeddings: np.ndarray, first_row: np.ndarray) -> np.ndarray:
+    """One row per document from its consecutive passage rows: their mean (a document's passages cover all of
+    its text, so two near-copies agree on it even where their first passages differ).
+
+    >>> document_embeddings(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]), np.array([0, 2, 3])).tolist()
+    [[0.5, 0.5], [2.0, 2.0]]
+    """
+    sums = np.add.reduceat(passage_embeddings, first_row[:-1], axis=0)
+    return (sums / np.diff(first_row)[:, None]).astype(np.float32)
 
 
 def mine_pairs(ids: Sequence[str], embeddings: np.ndarray, config: PairsConfig = PairsConfig(),

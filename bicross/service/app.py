@@ -11,7 +11,7 @@ import base64
 import time
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +260,8 @@ def _hit(hit: Any, snippet_chars: int) -> s.HitOut:
     snippet = flat if len(flat) <= snippet_chars else flat[:snippet_chars - 1] + "…"
     return s.HitOut(id=hit.id, title=hit.title, snippet=snippet, rank=hit.rank, score=hit.score,
                     first_stage_rank=hit.first_stage_rank, first_stage_score=hit.first_stage_score,
-                    rerank_score=hit.rerank_score, metadata=hit.metadata)
+                    rerank_score=hit.rerank_score, metadata=hit.metadata,
+                    passage=None if hit.passage is None else s.PassageOut(**asdict(hit.passage)))
 
 
 async def _rerank(service: Service, body: s.RerankRequest, request: Request, response: Response) -> s.RerankOut:

@@ -74,8 +74,18 @@ class SearchBatchRequest(SearchOptions):
     queries: list[str] = Field(min_length=1)
 
 
+class PassageOut(BaseModel):
+    """In a collection of passages (long documents): the passage of the hit that scored best."""
+
+    index: int
+    start: int
+    end: int
+    text: str
+
+
 class HitOut(BaseModel):
-    """One hit: final rank and score, where the first stage put it, what the reranker gave it."""
+    """One hit: final rank and score, where the first stage put it, what the reranker gave it (and, for long
+    documents split into passages, which passage matched)."""
 
     id: str
     title: str
@@ -86,6 +96,7 @@ class HitOut(BaseModel):
     first_stage_score: float
     rerank_score: float | None
     metadata: dict[str, Any]
+    passage: PassageOut | None = None
 
 
 class SearchOut(BaseModel):

@@ -204,7 +204,7 @@ def _reindex(old, model: Path, target: Path, show_progress: bool):
     manifest = old.manifest
     Collection.build(target, old.documents, encoder, show_progress=show_progress,
                      bm25_config=Bm25Config.from_dict(manifest["bm25"]), ann=AnnConfig.from_dict(manifest["ann"]["config"]),
-                     quantization=manifest["quantization"]["kind"])
+                     quantization=manifest["quantization"]["kind"], passages=old.passage_config)
     return target
 
 

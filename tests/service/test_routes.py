@@ -151,6 +151,23 @@ def test_several_collections_share_one_encoder_and_are_named_per_request(serve, 
         assert len(client.get("/collections").json()["collections"]) == 2
 
 
+
+def test_a_collection_of_passages_says_which_passage_matched(serve, tmp_path, tiny_encoder_path):
+    from bicross.encoders.bi_encoder import BiEncoder
+    from bicross.passages import PassageConfig
+    from bicross.types import Document
+
+    filler = " ".join(["the weather is nice today and the museum of art is in paris"] * 6)
+    documents = [Document("long", filler + " vitamin d lowers cancer risk"), Document("short", "a quick brown fox")]
+    Collection.build(tmp_path / "long", documents, BiEncoder.load(str(tiny_encoder_path)),
+                     passages=PassageConfig(window=32, stride=16))
+    with serve(tmp_path / "long") as running:
+        body = running.client.post("/search", json={"query": "vitamin d cancer", "top_n": 2}).json()
+    hits = {hit["id"]: hit for hit in body["hits"]}
+    passage = hits["long"]["passage"]
+    assert passage["text"] == documents[0].text[passage["start"]:passage["end"]] and passage["start"] < passage["end"]
+    assert hits["short"]["passage"]["index"] == 0  # a short document is its one passage
+
 def test_ready_is_503_until_the_models_are_loaded_while_health_answers(serve, tiny_collection):
     import threading
 
