@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bicross.cluster.runtime import ClusterConfig
+from bicross.cluster.runtime import ClusterConfig, for_workers
 from bicross.cluster.shards import ShardPool, plan_shards
 from bicross.encoders.bi_encoder import DEFAULT_BI_ENCODER, BiEncoder, EncodedTexts
 from bicross.errors import IndexMismatch
@@ -103,7 +103,8 @@ class ShardedBiEncoder(BiEncoder):
         """Load the model here and describe it to the workers with the settings it resolved to."""
         local = BiEncoder.load(name_or_path, document_model=document_model, backend=backend, dtype=dtype,
                                threads=threads, batch_size=batch_size, **overrides)
-        spec = EncoderSpec(name_or_path, document_model, backend, dtype, batch_size, local.settings)
+        spec = EncoderSpec(for_workers(name_or_path), None if document_model is None else for_workers(document_model),
+                           backend, dtype, batch_size, local.settings)
         return cls(local, spec, cluster)
 
     def encode(self, texts: Sequence[str], kind: Literal["query", "document"],

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bicross.cluster.encoding import EncoderSpec
 from bicross.cluster.labels import CrossEncoderSpec
-from bicross.cluster.runtime import ClusterConfig
+from bicross.cluster.runtime import ClusterConfig, for_workers
 from bicross.cluster.shards import ShardPool, plan_shards
 from bicross.training.data import JudgedQuery
 from bicross.training.mining import MiningConfig, MiningReport, mine_hard_negatives
@@ -81,7 +81,7 @@ def mine_hard_negatives_on_ray(collection: str | Path, encoder: EncoderSpec, que
     shards = [todo[r.start:r.stop] for r in plan_shards(len(todo), per_shard)]
     examples = candidates = dropped = 0
     if shards:
-        factory = _MiningWorkerFactory(str(collection), encoder, teacher, config, cluster.threads)
+        factory = _MiningWorkerFactory(for_workers(str(collection)), encoder, teacher, config, cluster.threads)
         with ShardPool(factory, cluster, len(shards)) as pool, out.open("a", encoding="utf-8") as handle, \
                 progress_task("mining", len(todo), show_progress) as advance:
             for shard, (text, report) in zip(shards, pool.imap(shards), strict=True):

@@ -14,7 +14,7 @@ from typing import Any
 
 from bicross.errors import InvalidInput, MissingExtra
 
-__all__ = ["ClusterConfig", "import_ray", "ray_session", "worker_count", "worker_resources"]
+__all__ = ["ClusterConfig", "for_workers", "import_ray", "ray_session", "worker_count", "worker_resources"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,12 @@ def worker_count(config: ClusterConfig, cluster: dict[str, float], shards: int) 
             fits = min(fits, int(cluster.get("GPU", 0.0) // gpus))
         wanted = max(1, fits)
     return max(1, min(wanted, shards))
+
+
+def for_workers(name_or_path: str) -> str:
+    """A model or folder name as Ray workers must see it: an existing local path made absolute (actors do not
+    start in the driver's working directory), anything else (a hub id) unchanged."""
+    from pathlib import Path
+
+    path = Path(name_or_path)
+    return str(path.resolve()) if path.exists() else name_or_path

@@ -128,7 +128,8 @@ class Collection:
 
     @property
     def bm25(self) -> Bm25Index:
-        """BM25 index over the live documents (one segment per documents segment, tombstones skipped)."""
+        """BM25 index over the live rows: documents, or their passages in a collection of passages (one segment
+        per documents segment, tombstones skipped)."""
         return self._state.bm25
 
     @property

@@ -113,9 +113,7 @@ def read_passage_rows(folder: Path, manifest: dict[str, Any],
         try:
             table = np.load(folder / manifest["files"][segment["passages"]]["name"], allow_pickle=False)
             count, rows = int(segment["document_count"]), int(segment["rows"])
-        except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, FileNotFoundError):
-                raise
+        except (KeyError, TypeError, ValueError) as error:  # a missing file stays FileNotFoundError (segments.py)
             raise IndexCorrupt(f"{folder}: a segment of this passage collection has no readable passage table "
                                f"({error}); rebuild the index") from None
         lines = table[:, 0] if table.ndim == 2 and table.shape[1] == 4 else None

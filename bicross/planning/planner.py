@@ -131,7 +131,11 @@ def _open_source(source: Path | None, requirements: Requirements) -> tuple:
         return None, documents, None, [f"no corpus given: measured on {len(documents):,} Python standard library "
                                        "docstrings, scaled to the --documents and --doc-tokens given"]
     if source.is_dir() and (source / MANIFEST).is_file():
-        return Collection.open(source), None, None, []
+        collection = Collection.open(source)
+        if collection.passages is not None:  # its searches return passage ids; the cost model counts documents
+            raise InvalidInput(f"{source} stores documents as passages, which `bicross plan` does not model yet: "
+                               "plan on its corpus file instead (the numbers are for whole documents)")
+        return collection, None, None, []
     beir = source.is_dir() and (source / "corpus.jsonl").is_file()
     documents = load_documents(source / "corpus.jsonl" if beir else source, skip_empty=True)
     queries = source / "queries.jsonl" if beir and (source / "queries.jsonl").is_file() else None

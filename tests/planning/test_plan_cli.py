@@ -143,6 +143,16 @@ def test_plan_refuses_contradictions_saying_what_to_do(cli, tiny_index: Path):
     assert status == 2 and "does not exist" in err
 
 
+
+def test_plan_refuses_a_collection_of_passages_and_says_what_to_plan_on(cli, tiny_encoder_path: Path, tmp_path: Path):
+    from bicross.passages import PassageConfig
+
+    folder = tmp_path / "passages"
+    Collection.build(folder, _documents(12), BiEncoder.load(str(tiny_encoder_path)),
+                     passages=PassageConfig(window=16, stride=8))
+    status, _, err = cli(folder, "--budget-ms", HUGE, "--no-rerank")
+    assert status == 2 and "as passages" in err and "corpus file" in err
+
 def test_plan_considers_colbert_where_a_token_index_is_built(cli, tiny_index: Path, tiny_model_factory, tmp_path: Path,
                                                            monkeypatch, capsys):
     import torch
