@@ -31,7 +31,7 @@ def free_port() -> int:
 def refuses_connections(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):  # reset: the listener closed with this one in its backlog
         return True
     return False
 
