@@ -126,6 +126,8 @@ def label_examples_on_ray(examples: Sequence[ContrastiveExample], teacher: Any, 
         teacher = _InMemoryCache(teacher)
     pairs = [(example.query, text) for example in examples for text in (example.positive, *example.negatives)]
     misses_before = teacher.cache.misses
+    # room for every pair: an eviction here would have label_examples score it again, a query at a time
+    teacher.cache.max_entries = max(teacher.cache.max_entries, len(teacher.cache) + len(pairs))
     teacher.score(pairs)  # the pairs the cache lacks, in shards on the cluster
     scored = teacher.cache.misses - misses_before
     getattr(teacher, "save", lambda: None)()

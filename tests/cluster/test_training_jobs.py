@@ -58,6 +58,17 @@ def test_labels_from_ray_workers_equal_a_single_process_labelling(tmp_path: Path
     assert len(cached) == len(CachedTeacher(local, tmp_path / "single.json").cache)
 
 
+
+def test_a_small_score_cache_does_not_make_ray_labelling_score_a_pair_twice(tmp_path: Path,
+                                                                            tiny_cross_encoder_path: Path) -> None:
+    spec = CrossEncoderSpec(str(tiny_cross_encoder_path), dtype="float32")
+    unique = {(e.query, text) for e in EXAMPLES for text in (e.positive, *e.negatives)}
+    with RayScorer(spec, ClusterConfig(workers=2, shard_size=5)) as scorer:
+        teacher = CachedTeacher(scorer, tmp_path / "small.json")
+        teacher.cache.max_entries = 3  # far fewer than the pairs: pre-scored pairs must not be evicted
+        _, report = label_examples_on_ray(EXAMPLES, teacher, tmp_path / "small.jsonl")
+    assert report.scored_pairs == len(unique) and teacher.cache.misses == len(unique)
+
 def test_mining_on_ray_writes_what_one_process_writes(tmp_path: Path, tiny_encoder_path: Path,
                                                       tiny_cross_encoder_path: Path) -> None:
     encoder = BiEncoder.load(str(tiny_encoder_path), dtype="float32")
