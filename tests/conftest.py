@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network; hub ids resolve to packaged copies
+# `backend="auto"` by the old rule, not by a calibration run: which path a loaded machine measures fastest
+# must not change test results (tests/models/test_calibration.py turns it on where it is tested)
+os.environ["BICROSS_CALIBRATE"] = "0"
 
 SHARED_DATA = Path(os.environ.get("BICROSS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -191,13 +191,44 @@ def _quantizes_activations_per_batch(model_file: Path) -> bool:
 
 def load_backend(path: Path, task: Task, backend: BackendName = "auto", dtype: DType = "auto",
                  threads: int | None = None, device: str = "cpu") -> Backend:
-    """Open the weights in `path` with the requested runtime (auto: PyTorch if present, else ONNX)."""
+    """Open the weights in `path` with the requested runtime.
+
+    `backend` and `dtype` both "auto" on a CPU, with more than one path in the folder: the one a calibration
+    run measured fastest here among those that agree with the reference (calibration.py; cached per machine
+    and model). Otherwise auto means PyTorch if present, else OpenVINO if it is the only export, else ONNX.
+    """
     onnx_file = _find_onnx(path)
     has_torch_weights = any((path / f).exists() for f in _TORCH_WEIGHTS)
     openvino_file = path / "openvino_model.xml"
     if backend == "auto":
-        backend = "torch" if has_torch_weights else "openvino" if openvino_file.is_file() and onnx_file is None \
-            else "onnx"
+        from bicross.models import calibration
+
+        offered = calibration.candidates(has_torch_weights, onnx_file is not None, openvino_file.is_file())
+        if dtype == "auto" and device == "cpu" and len(offered) > 1 and calibration.calibration_enabled():
+            choice = _calibrated(path, task, threads, offered)
+            backend, dtype = choice.backend, choice.dtype
+        else:
+            backend = "torch" if has_torch_weights else "openvino" if openvino_file.is_file() and onnx_file is None \
+                else "onnx"
+    return _open_backend(path, task, backend, dtype, threads, device)
+
+
+def _calibrated(path: Path, task: Task, threads: int | None, offered: list) -> object:
+    import sys
+
+    from bicross.models import calibration
+    from bicross.models.resolve import bicross_cache_dir, model_fingerprint
+
+    return calibration.calibrated_choice(
+        path, task, model_fingerprint(path), threads, offered,
+        lambda candidate: _open_backend(path, task, candidate.backend, candidate.dtype, threads, "cpu"),
+        bicross_cache_dir(), report=lambda line: print(line, file=sys.stderr))
+
+
+def _open_backend(path: Path, task: Task, backend: str, dtype: DType, threads: int | None, device: str) -> Backend:
+    onnx_file = _find_onnx(path)
+    has_torch_weights = any((path / f).exists() for f in _TORCH_WEIGHTS)
+    openvino_file = path / "openvino_model.xml"
     if backend == "openvino":
         if not openvino_file.is_file():
             raise ModelNotFound(f"no openvino_model.xml in {path}; make one with bicross export --format openvino")
