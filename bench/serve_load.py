@@ -153,6 +153,13 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+async def sample_rss(pid: int, samples: list[float], every: float) -> None:
+    """Append the server's RSS every `every` s until cancelled: growth that levels off vs growth for ever."""
+    while True:
+        await asyncio.sleep(every)
+        samples.append(rss_mib(pid))
+
+
 def metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
@@ -165,15 +172,21 @@ def metric(text: str, name: str) -> float:
 
 
 async def closed_loop(client, clients: int, seconds: float, request) -> Tally:
-    """`clients` tasks, each sending `request(client)` -> (status, items) back to back for `seconds`."""
+    """`clients` tasks, each sending `request(client)` back to back for `seconds`.
+
+    A 429 is honoured as HTTP clients should: the client waits its Retry-After before the next request
+    (a client that ignores it only burns the shared CPU on 429s; the overload part measures those).
+    """
     tally = Tally()
     stop = time.perf_counter() + seconds
 
     async def one() -> None:
         while time.perf_counter() < stop:
             started = time.perf_counter()
-            status, items = await request(client)
+            status, items, retry_after = await request(client)
             tally.add(status, time.perf_counter() - started, items)
+            if status == 429:
+                await asyncio.sleep(max(0.0, min(retry_after, stop - time.perf_counter())))
 
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(clients)))
@@ -188,7 +201,7 @@ async def open_loop(client, rate: float, seconds: float, request) -> Tally:
 
     async def one() -> None:
         started = time.perf_counter()
-        status, items = await request(client)
+        status, items, _ = await request(client)
         tally.add(status, time.perf_counter() - started, items)
 
     started = time.perf_counter()
@@ -204,12 +217,13 @@ async def open_loop(client, rate: float, seconds: float, request) -> Tally:
 
 
 def post(path: str, body_of, items: int = 1):
-    async def request(client) -> tuple[int, int]:
+    async def request(client) -> tuple[int, int, float]:
+        """(status, items answered, Retry-After seconds or 0)."""
         try:
             response = await client.post(path, json=body_of())
         except Exception:  # noqa: BLE001 - a connection failure is an error, counted as status 0
-            return 0, 0
-        return response.status_code, items
+            return 0, 0, 0.0
+        return response.status_code, items, float(response.headers.get("retry-after", 0))
     return request
 
 
@@ -230,7 +244,10 @@ async def run_parts(args: argparse.Namespace, url: str, pid: int) -> list[tuple[
 
         if "load" in args.parts:
             rss_start = rss_mib(pid)
+            samples: list[float] = []
+            sampler = asyncio.ensure_future(sample_rss(pid, samples, every=args.seconds / 10))
             tally = await closed_loop(client, args.clients, args.seconds, search)
+            sampler.cancel()
             rss_end = rss_mib(pid)
             text = (await client.get("/metrics")).text
             hits, misses = metric(text, "bicross_score_cache_hits"), metric(text, "bicross_score_cache_misses")
@@ -243,6 +260,7 @@ async def run_parts(args: argparse.Namespace, url: str, pid: int) -> list[tuple[
                 ("load", "throughput", f"{tally.rate:.2f} queries/s (client CPU {tally.client_cpu / tally.seconds:.0%})"),
                 ("load", "server RSS start -> end", f"{rss_start:.0f} -> {rss_end:.0f} MiB "
                                                     f"({100 * (rss_end / rss_start - 1):+.1f}%)"),
+                ("load", "server RSS every tenth of the run", " ".join(f"{mib:.0f}" for mib in samples) + " MiB"),
                 ("load", "queries repeated / score cache hit rate",
                  f"{queries.repeated} / {hits / (hits + misses) if hits + misses else 0:.1%}"
                  + (" (cache off)" if args.no_cache else "")),
@@ -251,7 +269,8 @@ async def run_parts(args: argparse.Namespace, url: str, pid: int) -> list[tuple[
         if "batch" in args.parts:
             single = await closed_loop(client, 16, args.part_seconds, search)
             batch = await closed_loop(client, 1, args.part_seconds,
-                                      post("/search/batch", lambda: {"queries": [queries.next() for _ in range(16)]}, 16))
+                                      post("/search/batch", lambda: {"queries": [queries.next() for _ in range(16)],
+                                                            "timeout": 300}, 16))  # 16 queries' time
             sustainable = single.rate
             rows += [("batch", "/search, 16 clients", f"{single.rate:.2f} queries/s (client CPU "
                                                       f"{single.client_cpu / single.seconds:.0%})"),

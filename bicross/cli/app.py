@@ -605,6 +605,9 @@ def serve(
         "export it as two TREC runs with `python -m bicross.service.shadow_log`.")] = None,
     shadow_max_queued: Annotated[int, typer.Option(
         "--shadow-max-queued", help="Shadow searches waiting at most; beyond, sampled queries are skipped (counted).")] = 8,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Server processes on the one port, each with its own copy of the models; writes "
+        "go through the folder's lock and every process picks up the others' commits.")] = 1,
 ) -> None:
     """Serve collections over HTTP: search, rerank, embeddings, document writes, metrics (OpenAPI at /docs)."""
     from bicross.errors import InvalidInput
@@ -625,9 +628,22 @@ def serve(
         max_body_bytes=max_body_bytes, max_items=max_items, max_query_chars=max_query_chars,
         shadow_pipeline=read_shadow_pipeline(shadow_config) if shadow_config else None,
         shadow_share=shadow_share if shadow_config else 0.0, shadow_log=shadow_log, shadow_max_queued=shadow_max_queued)
-    service_app = create_app(dict(zip(names, index_dirs, strict=True)), settings)
-    errors.print(f"serving {', '.join(names)} on http://{host}:{port} (API docs at /docs; models load in the "
-                 "background, GET /ready says when)")
+    collections = dict(zip(names, index_dirs, strict=True))
+    service_app = create_app(collections, settings)  # refuses a bad folder or key file here, once
+    processes = f" in {workers} processes" if workers > 1 else ""
+    errors.print(f"serving {', '.join(names)} on http://{host}:{port}{processes} (API docs at /docs; models load in "
+                 "the background, GET /ready says when)")
+    if workers > 1:
+        import os
+
+        from bicross.service.app import SERVE_ENVIRONMENT, serve_environment
+
+        # each worker is a fresh (spawned) process that builds its own app, models included, from this variable;
+        # uvicorn's supervisor turns SIGTERM into a graceful stop of every worker and then returns (status 0)
+        os.environ[SERVE_ENVIRONMENT] = serve_environment(collections, settings)
+        uvicorn.run("bicross.service.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                    log_level="info", timeout_graceful_shutdown=int(timeout) + 1)
+        return
     import signal
 
     # uvicorn handles SIGTERM (stops accepting, finishes in-flight requests), then restores this handler and

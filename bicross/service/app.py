@@ -3,11 +3,16 @@
 Routes call bicross's own code paths (Searcher.search_many, the score cache and CrossEncoder.score,
 BiEncoder.encode, Collection.add / delete) through the model worker (batching.py); this module only
 parses, checks limits and keys, and shapes responses. OpenAPI is at /docs, the search page (static/) at /.
+
+`app_from_environment` is the app factory of `bicross serve --workers N`: uvicorn starts N processes that
+each import it, so collections and settings travel as JSON in $BICROSS_SERVE (one model copy per process).
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import os
 import time
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
@@ -28,10 +33,12 @@ from bicross.service.limits import BodySizeLimit, LimitExceeded, check_items, ch
 from bicross.service.metrics import CONTENT_TYPE, RequestMetrics
 from bicross.service.openapi import MODEL_ERRORS, READ_ERRORS, WRITE_ERRORS, errors, limited_openapi
 from bicross.service.served import ServedCollection
-from bicross.service.settings import ModelLoader, ServiceSettings
+from bicross.service.settings import ModelLoader, ServiceSettings, settings_from_json, settings_to_json
 from bicross.service.state import NotReady, Service, UnknownCollection, elapsed_ms, served_collections
 
-__all__ = ["create_app", "server_timing"]
+__all__ = ["SERVE_ENVIRONMENT", "app_from_environment", "create_app", "serve_environment", "server_timing"]
+
+SERVE_ENVIRONMENT = "BICROSS_SERVE"  # what `bicross serve --workers N` hands each worker process (JSON)
 
 
 def create_app(collections: Mapping[str, Path | str] | Path | str, settings: ServiceSettings | None = None, *,
@@ -65,6 +72,22 @@ def create_app(collections: Mapping[str, Path | str] | Path | str, settings: Ser
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["Server-Timing", "Retry-After"])
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app
+
+
+def serve_environment(collections: Mapping[str, Path], settings: ServiceSettings) -> str:
+    """The JSON `app_from_environment` reads from $BICROSS_SERVE: collection name -> folder, and the settings."""
+    return json.dumps({"collections": {name: str(Path(folder).resolve()) for name, folder in collections.items()},
+                       "settings": settings_to_json(settings)})
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `bicross serve --workers N` process (uvicorn's `factory=True`): what $BICROSS_SERVE says."""
+    text = os.environ.get(SERVE_ENVIRONMENT)
+    if text is None:
+        raise InvalidInput(f"${SERVE_ENVIRONMENT} is not set: start the workers with `bicross serve --workers N`, "
+                           "which sets it, or use create_app(...)")
+    values = json.loads(text)
+    return create_app(values["collections"], settings_from_json(values["settings"]))
 
 
 def server_timing(timings_ms: Mapping[str, float]) -> str:
@@ -107,9 +130,13 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
     @app.get("/ready", response_model=None, responses={200: {"model": s.ReadyOut, "description": "Models loaded"},
                                                        503: {"model": s.ReadyOut, "description": "Not yet (or failed)"}})
     async def ready() -> JSONResponse:
-        """Readiness: 200 once the collections are open and the models loaded, 503 before (or on failure)."""
+        """Readiness: 200 once the collections are open and the models loaded, 503 before (or on failure).
+
+        A commit of another process that failed to load is named in `detail` (still 200: the previous state
+        is served)."""
         if service.ready:
-            return JSONResponse({"status": "ready"})
+            stale = service.reload_errors()
+            return JSONResponse({"status": "ready"} if stale is None else {"status": "ready", "detail": stale})
         return JSONResponse({"status": "failed" if service.load_error else "loading", "detail": service.load_error},
                             status_code=503, headers={"Retry-After": str(settings.retry_after_seconds)})
 
@@ -126,6 +153,7 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
         """Every served collection, with what `bicross info` shows."""
         service.authorize(request.headers.get("authorization"), Access.READ)
         service.require_ready()
+        await service.refresh(service.collections.values())
         return s.CollectionsOut(collections=[s.CollectionInfo(**served.info(), reranker=settings.reranker)
                                              for served in service.collections.values()])
 
@@ -134,11 +162,12 @@ def _add_read_routes(app: FastAPI, service: Service) -> None:
         """One stored document by id (404 if there is none)."""
         service.authorize(request.headers.get("authorization"), Access.READ)
         service.require_ready()
-        served = service.collection(collection)
-        if document_id not in served.snapshot:
+        served = await service.current(collection)
+        snapshot = served.snapshot  # one read: a reload may swap it meanwhile
+        if document_id not in snapshot:
             return JSONResponse({"detail": f"no document {document_id!r} in collection {served.name!r}"},
                                 status_code=404)  # type: ignore[return-value]
-        document = served.snapshot.document(document_id)
+        document = snapshot.document(document_id)
         return s.DocumentOut(id=document.id, text=document.text, title=document.title, metadata=document.metadata)
 
     @app.post("/search", response_model=s.SearchOut, responses=errors(*MODEL_ERRORS))
@@ -186,7 +215,7 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
         service.authorize(request.headers.get("authorization"), Access.WRITE)
         check_items(len(body.documents), "documents", settings.max_items)
         service.require_ready()
-        served = service.collection(body.collection)
+        served = await service.current(body.collection)
         documents = [Document(d.id, d.text, d.title, d.metadata) for d in body.documents]
         changes = await asyncio.to_thread(served.add, documents, service.worker.model_lock)
         return s.WriteOut(collection=served.name, added=changes.added, updated=changes.updated, deleted=0,
@@ -198,7 +227,7 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
         service.authorize(request.headers.get("authorization"), Access.WRITE)
         check_items(len(body.ids), "ids", settings.max_items)
         service.require_ready()
-        served = service.collection(body.collection)
+        served = await service.current(body.collection)
         changes = await asyncio.to_thread(served.delete, body.ids)
         return s.WriteOut(collection=served.name, added=0, updated=0, deleted=changes.deleted, count=changes.count,
                           generation=changes.generation)
@@ -216,7 +245,7 @@ async def _search(service: Service, queries: list[str], body: s.SearchOptions, r
     check_query(queries, settings.max_query_chars)
     check_texts(queries, "query")
     service.require_ready()
-    served = service.collection(body.collection)
+    served = await service.current(body.collection)
     base = settings.search_config or SearchConfig()
     first_stage = replace(base.first_stage, **{k: v for k, v in (("kind", body.first_stage), ("fusion", body.fusion))
                                                if v is not None})
@@ -242,7 +271,8 @@ async def _search(service: Service, queries: list[str], body: s.SearchOptions, r
                 service.metrics.shadow_failed.inc()
         return results, queued
 
-    results, queued_ms = await service.run_model(lambda timeout: service.worker.submit(job, timeout),
+    kind = "search+rerank" if reranking else "search"  # the two cost ~10x apart: estimated apart
+    results, queued_ms = await service.run_model(lambda timeout: service.worker.submit(job, timeout, kind, len(queries)),
                                                  service.timeout(body.timeout), request.receive)
     total_ms = elapsed_ms(submitted)
     out = []
@@ -288,7 +318,7 @@ async def _rerank(service: Service, body: s.RerankRequest, request: Request, res
     def job() -> np.ndarray:
         return cache.score(pairs, reranker.score)
 
-    scores = await service.run_model(lambda timeout: service.worker.submit(job, timeout),
+    scores = await service.run_model(lambda timeout: service.worker.submit(job, timeout, "rerank", len(pairs)),
                                      service.timeout(body.timeout), request.receive)
     order = np.argsort(-scores, kind="stable")[:body.top_n]  # as CrossEncoder.rank orders them
     total_ms = elapsed_ms(submitted)
@@ -308,7 +338,7 @@ async def _embed(service: Service, body: s.EmbeddingsRequest, request: Request, 
     check_items(len(texts), "input texts", settings.max_items)
     check_texts(texts, "input")
     service.require_ready()
-    served = _embedding_collection(service, body.collection, body.model)
+    served = await _embedding_collection(service, body.collection, body.model)
     encoder = served.encoder
     assert encoder is not None
     batch_invariant = encoder.query_tower.backend.batch_invariant and encoder.document_tower.backend.batch_invariant
@@ -343,15 +373,16 @@ def _encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     return [float(x) for x in vector]
 
 
-def _embedding_collection(service: Service, collection: str | None, model: str | None) -> ServedCollection:
-    """The named collection; else, for a `model`, the collection it built; else the only one."""
+async def _embedding_collection(service: Service, collection: str | None, model: str | None) -> ServedCollection:
+    """The named collection; else, for a `model`, the collection it built; else the only one (each up to date)."""
     if collection is None and model is not None:
+        await service.refresh(service.collections.values())  # a re-index may have changed which model built which
         matching = [served for served in service.collections.values() if served.model_name == model]
         if not matching:
             known = ", ".join(sorted({served.model_name for served in service.collections.values()}))
             raise UnknownCollection(f"no model {model!r} here; this server embeds with: {known} (or omit 'model')")
         return matching[0]
-    served = service.collection(collection)
+    served = await service.current(collection)
     if model is not None and model != served.model_name:
         raise UnknownCollection(f"collection {served.name!r} embeds with {served.model_name!r}, not {model!r}")
     return served

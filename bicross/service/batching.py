@@ -5,7 +5,10 @@ calls at once would only share the cores, and tokenizers are not safe to call fr
 The event loop never runs a model, so /health keeps answering while a search runs.
 
 - Admission: at most `max_queue` jobs are admitted (waiting or running); one more raises QueueFull at
-  once, before any work is done (the app answers 429 with Retry-After).
+  once, before any work is done (the app answers 429 with Retry-After). Below that bound a job is also
+  refused (Overloaded, a QueueFull) when the expected wait ahead of it plus its own expected run would
+  pass its timeout, and a job about to start with less time left than its expected run is dropped
+  (admission.py: moving averages of measured run times per kind of job).
 - Deadlines: a job carries its caller's deadline. If the caller stops waiting (timeout, disconnect), its
   future is cancelled; the worker skips cancelled or expired jobs before they reach the model, and a
   started job can no longer be cancelled (`Future.set_running_or_notify_cancel` decides, atomically).
@@ -33,7 +36,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DeadlineExceeded", "ModelWorker", "QueueFull", "ShuttingDown", "estimate_tokens"]
+from bicross.service.admission import RunTimes, expected_wait, retry_after_seconds, too_late_to_start, would_time_out
+
+__all__ = ["DeadlineExceeded", "ModelWorker", "Overloaded", "QueueFull", "ShuttingDown", "TooSlow", "estimate_tokens"]
 
 
 class QueueFull(Exception):
@@ -45,8 +50,26 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+class Overloaded(QueueFull):
+    """The work queued ahead would keep this request past its timeout: 429 at once, not a 504 later."""
+
+    def __init__(self, wait: float, run: float, timeout: float) -> None:
+        retry_after = retry_after_seconds(wait, run, timeout)
+        Exception.__init__(self, f"the server is busy: the work queued ahead is expected to take {wait:.1f} s and "
+                           f"this request {run:.2f} s, past its timeout of {timeout:g} s; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 class DeadlineExceeded(Exception):
     """The caller's deadline passed before its work finished; work not yet started was dropped."""
+
+
+class TooSlow(DeadlineExceeded):
+    """Nothing is ahead, but this request alone is expected to take far longer than its timeout: 504 at once."""
+
+    def __init__(self, run: float, timeout: float) -> None:
+        super().__init__(f"this request is expected to take {run:.1f} s here, more than twice its timeout of "
+                         f"{timeout:g} s, so it was not started; give it a longer timeout or send less work per request")
 
 
 class ShuttingDown(Exception):
@@ -72,6 +95,9 @@ class _Job:
     tokens: int = 0
     run_batch: Callable[[list[Any]], list[Any]] | None = None
     abandoned: str = field(default="")  # why the caller stopped waiting ("timeout", "disconnected")
+    kind: str = "job"  # jobs of one kind share a run-time estimate, per unit of work
+    timeout: float = 0.0  # seconds the caller gave it (deadline = admitted at + timeout)
+    units: float = 1.0  # e.g. queries in a search, pairs to rerank, estimated tokens to embed
 
 
 class ModelWorker:
@@ -100,6 +126,8 @@ class ModelWorker:
         self._admitted = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self.run_times = RunTimes()
+        self._running: tuple[float, float | None] | None = None  # (started at, expected seconds) of the model call
 
     @property
     def admitted(self) -> int:
@@ -130,17 +158,21 @@ class ModelWorker:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def submit(self, run: Callable[[], Any], timeout: float) -> Future:
-        """Admit a job of its own; raise QueueFull if `max_queue` jobs are already admitted."""
-        return self._admit(_Job(Future(), self._clock() + timeout, run=run))
+    def submit(self, run: Callable[[], Any], timeout: float, kind: str = "job", units: float = 1.0) -> Future:
+        """Admit a job of its own; raise QueueFull if `max_queue` jobs are already admitted, Overloaded if the
+        work ahead would keep it past `timeout`. `kind` and `units` size its expected run time."""
+        return self._admit(_Job(Future(), self._clock() + timeout, run=run, kind=kind, units=units, timeout=timeout))
 
     def submit_batchable(self, key: Hashable | None, item: Any, tokens: int, run_batch: Callable[[list[Any]], list[Any]],
                          timeout: float) -> Future:
         """Admit a job that may share one `run_batch(items)` call with waiting jobs of the same `key`.
 
         `run_batch` returns one result per item, in order. `key` None: never merged (run_batch([item]) alone).
+        Its expected run time is estimated per token, for the kind named by the key's first element.
         """
-        job = _Job(Future(), self._clock() + timeout, batch_key=key, item=item, tokens=tokens, run_batch=run_batch)
+        kind = str(key[0] if isinstance(key, tuple) else key or "unbatched")
+        job = _Job(Future(), self._clock() + timeout, batch_key=key, item=item, tokens=tokens, run_batch=run_batch,
+                   kind=kind, units=max(tokens, 1), timeout=timeout)
         return self._admit(job)
 
     def submit_background(self, run: Callable[[], None]) -> bool:
@@ -190,11 +222,21 @@ class ModelWorker:
                 raise ShuttingDown("the server is shutting down; retry on another instance or once it is back")
             if self._admitted >= self.max_queue:
                 raise QueueFull(self.max_queue, self.retry_after)
+            run = self.run_times.expected(job.kind, job.units)
+            wait = self._expected_wait()
+            if run is not None and would_time_out(wait, run, job.timeout):
+                raise TooSlow(run, job.timeout) if wait <= 0 else Overloaded(wait, run, job.timeout)
             self._admitted += 1
             self._jobs.append(job)
             self._on_queue(self._admitted)
             self._ready.notify()
         return job.future
+
+    def _expected_wait(self) -> float:
+        """Under `_ready`: expected seconds until a job admitted now would start."""
+        queued = [self.run_times.expected(job.kind, job.units) for job in self._jobs]
+        started, expected = self._running if self._running is not None else (0.0, None)
+        return expected_wait(queued, expected, self._clock() - started)
 
     def _finish(self, count: int) -> None:
         with self._ready:
@@ -256,26 +298,12 @@ class ModelWorker:
 
     def _run(self, jobs: list[_Job]) -> None:
         """Run the jobs still wanted (one call for a batch); drop the cancelled or expired ones unrun."""
-        live = []
-        now = self._clock()
-        for job in jobs:
-            if now >= job.deadline and not job.future.done():
-                job.abandoned = job.abandoned or "timeout"
-                job.future.cancel()
-            if job.future.set_running_or_notify_cancel():
-                live.append(job)
-            else:
-                self._on_drop(job.abandoned or "cancelled")
+        live = [job for job in jobs if self._start(job)]
         try:
             if not live:
                 return
             with self.model_lock:
-                if live[0].run is not None:
-                    results = [live[0].run()]
-                else:
-                    results = live[0].run_batch([job.item for job in live])  # type: ignore[misc]
-                    key = live[0].batch_key
-                    self._on_batch(str(key[0] if isinstance(key, tuple) else key or "unbatched"), len(live))
+                results = self._call(live)
             for job, result in zip(live, results, strict=True):
                 job.future.set_result(result)
         except BaseException as error:  # noqa: BLE001 - handed to the callers, who turn it into a response
@@ -283,4 +311,37 @@ class ModelWorker:
                 if not job.future.done():
                     job.future.set_exception(error)
         finally:
+            with self._ready:
+                self._running = None
             self._finish(len(jobs))
+
+    def _start(self, job: _Job) -> bool:
+        """Mark the job running, or drop it: cancelled, expired, or sure to expire before its run could end."""
+        now = self._clock()
+        expected = self.run_times.expected(job.kind, job.units)
+        if not job.future.done():
+            if now >= job.deadline:
+                job.abandoned = job.abandoned or "timeout"
+                job.future.cancel()
+            elif too_late_to_start(expected, job.deadline - now, job.timeout):
+                job.abandoned = "would_time_out"
+                job.future.cancel()
+        if job.future.set_running_or_notify_cancel():
+            return True
+        self._on_drop(job.abandoned or "cancelled")
+        return False
+
+    def _call(self, live: list[_Job]) -> list[Any]:
+        """Run the live jobs in one model call (under the model lock); measure it for the estimates."""
+        units = sum(job.units for job in live)
+        started = self._clock()
+        with self._ready:
+            self._running = (started, self.run_times.expected(live[0].kind, units))
+        if live[0].run is not None:
+            results = [live[0].run()]
+        else:
+            results = live[0].run_batch([job.item for job in live])  # type: ignore[misc]
+            self._on_batch(live[0].kind, len(live))
+        with self._ready:  # successful runs only: a quick failure says nothing of the cost
+            self.run_times.observe(live[0].kind, self._clock() - started, units)
+        return results

@@ -20,7 +20,8 @@ _DELTA_BUCKETS = (-2.5, -1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 
 
 
 class ServiceMetrics:
-    """Request counts, per-stage latency, queue length, batch sizes, dropped work, cache hits, documents, shadow A/B."""
+    """Request counts, per-stage latency, queue length, batch sizes, dropped work, cache hits, documents, shadow A/B,
+    reloads of collections another process committed to."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -36,7 +37,7 @@ class ServiceMetrics:
                                   registry=registry)
         self.batch_size = Histogram("bicross_batch_size", "Requests served by one model call, by kind",
                                     ("kind",), buckets=_BATCH_BUCKETS, registry=registry)
-        self.rejected = Counter("bicross_rejected", "Requests refused with 429 because the queue was full",
+        self.rejected = Counter("bicross_rejected", "Requests refused with 429: queue full, or expected wait past their timeout",
                                 registry=registry)
         self.dropped = Counter("bicross_dropped", "Requests dropped before reaching a model (deadline passed or "
                                "caller gone)", ("reason",), registry=registry)
@@ -56,6 +57,11 @@ class ServiceMetrics:
                                               registry=registry)
         self.documents = Gauge("bicross_documents", "Live documents per collection", ("collection",),
                                registry=registry)
+        self.reloads = Counter("bicross_collection_reloads", "Commits of another process picked up, by collection "
+                               "and outcome (reloaded, or failed: the previous state stays served)",
+                               ("collection", "outcome"), registry=registry)
+        self.reload_failing = Gauge("bicross_collection_reload_failing", "1 while a collection's latest commit failed "
+                                    "to load and its previous state is served", ("collection",), registry=registry)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bicross.errors import InvalidInput
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from bicross.search import SearchConfig
     from bicross.service.shadow import ShadowPipeline
 
-__all__ = ["ModelLoader", "ServiceSettings"]
+__all__ = ["ModelLoader", "ServiceSettings", "settings_from_json", "settings_to_json"]
 
 DEFAULT_CROSS_ENCODER = "cross-encoder/ms-marco-MiniLM-L-12-v2"  # same as bicross.rerankers (not imported: torch)
 
@@ -25,7 +26,8 @@ class ServiceSettings:
     """Server-wide settings; every limit is refused with a 4xx naming it when a request crosses it.
 
     `max_queue` counts model requests admitted at once (running plus waiting): one more gets 429 at once
-    with `Retry-After`. `timeout_seconds` is the default per-request deadline (a request may ask for less
+    with `Retry-After`; so does one that the work queued ahead would keep past its timeout (expected from
+    measured run times, admission.py). `timeout_seconds` is the default per-request deadline (a request may ask for less
     or more, up to `max_timeout_seconds`); work still waiting when its deadline passes never reaches a model.
     `batch_wait_ms` / `max_batch_tokens` shape the micro-batches of embedding requests.
 
@@ -101,3 +103,38 @@ def _load_reranker(name: str, max_length: int) -> CrossEncoder:
     from bicross.rerankers.cross_encoder import CrossEncoder
 
     return CrossEncoder.load(name, max_length=max_length)
+
+
+def settings_to_json(settings: ServiceSettings) -> dict[str, Any]:
+    """The settings as JSON values (paths as strings, the pipelines as objects), as `bicross serve --workers N`
+    hands them to each worker process; `settings_from_json` reads them back.
+
+    >>> settings = ServiceSettings(port=9000, cors_origins=("http://x.test",), api_key_file=Path("keys.txt"))
+    >>> settings_from_json(json.loads(json.dumps(settings_to_json(settings)))) == settings
+    True
+    """
+    return json.loads(json.dumps(asdict(settings), default=str))
+
+
+def settings_from_json(values: Mapping[str, Any]) -> ServiceSettings:
+    """ServiceSettings from `settings_to_json`'s values (checked as any settings are)."""
+    values = dict(values)
+    for name in ("api_key_file", "shadow_log"):
+        if values.get(name) is not None:
+            values[name] = Path(values[name])
+    values["cors_origins"] = tuple(values.get("cors_origins", ()))
+    if values.get("search_config") is not None:
+        values["search_config"] = _search_config(values["search_config"])
+    if values.get("shadow_pipeline") is not None:
+        from bicross.service.shadow import ShadowPipeline
+
+        pipeline = values["shadow_pipeline"]
+        values["shadow_pipeline"] = ShadowPipeline(_search_config(pipeline["config"]), pipeline["rerank"])
+    return ServiceSettings(**values)
+
+
+def _search_config(values: Mapping[str, Any]) -> SearchConfig:
+    from bicross.retrieval import FirstStageConfig
+    from bicross.search import SearchConfig
+
+    return SearchConfig(**{**values, "first_stage": FirstStageConfig(**values["first_stage"])})

@@ -2,6 +2,9 @@
 
 Models load in a background thread started by the app's lifespan, so /health answers at once and
 /ready turns 200 when they are in; model routes answer 503 with Retry-After until then.
+
+Routes take their collection through `current`, which first picks up a commit another process made to
+its folder (served.py); a bi-encoder is loaded once per process and shared by the collections it built.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,20 +75,16 @@ class Service:
         self.shadow: Shadow | None = None
         self.ready = False
         self.load_error: str | None = None
+        self.encoders: dict[str, BiEncoder] = {}  # model name -> its one loaded copy
+        self._loading_encoders = threading.Lock()
 
     def load(self) -> None:
         """Open the collections and load each distinct bi-encoder and the cross-encoder, once."""
         try:
             from bicross.rerankers.cache import ScoreCache
 
-            encoders: dict[str, BiEncoder] = {}
             for served in self.collections.values():
-                served.open()
-                name = served.model_name
-                if name not in encoders:
-                    encoders[name] = self.loader.encoder(name)
-                served.encoder = encoders[name]
-                served.snapshot.check_encoder(served.encoder)
+                served.open(self.encoder_for)
             if self.settings.reranker is not None:
                 self.reranker = self.loader.reranker(self.settings.reranker, self.settings.rerank_max_length)
             self.cache = ScoreCache(self.settings.score_cache_entries)
@@ -93,6 +92,47 @@ class Service:
             self.ready = True
         except Exception as error:  # noqa: BLE001 - reported by /ready and every model route
             self.load_error = f"{type(error).__name__}: {error}"
+
+    def encoder_for(self, model: Mapping[str, Any]) -> BiEncoder:
+        """The bi-encoder a manifest's "model" entry names: loaded once, shared by every collection it built."""
+        with self._loading_encoders:
+            encoder = self.encoders.get(model["name"])
+            if encoder is None or encoder.fingerprint != model["fingerprint"]:  # new, or retrained in place
+                encoder = self.encoders[model["name"]] = self.loader.encoder(model["name"])
+            return encoder
+
+    async def current(self, name: str | None) -> ServedCollection:
+        """`collection(name)`, first brought up to its folder's latest commit (see `refresh`)."""
+        served = self.collection(name)
+        await self.refresh([served])
+        return served
+
+    async def refresh(self, collections: Iterable[ServedCollection]) -> None:
+        """Reload each collection another process committed to, off the event loop; the caller waits for it.
+
+        The check is one `stat` per collection; a failed reload keeps the previous state served and shows in
+        /ready's detail and in /metrics (bicross_collection_reloads, bicross_collection_reload_failing).
+        """
+        for served in collections:
+            if not served.changed():
+                continue
+            outcome = await asyncio.to_thread(served.refresh, self.encoder_for)
+            if outcome != "unchanged":
+                self.metrics.reloads.labels(served.name, outcome).inc()
+            self.metrics.reload_failing.labels(served.name).set(served.reload_error is not None)
+            if outcome == "reloaded":
+                self._forget_unused_encoders()
+
+    def _forget_unused_encoders(self) -> None:
+        """Drop loaded bi-encoders no collection serves any more (a re-index switched to another model)."""
+        with self._loading_encoders:
+            used = {id(served.encoder) for served in self.collections.values()}
+            self.encoders = {name: encoder for name, encoder in self.encoders.items() if id(encoder) in used}
+
+    def reload_errors(self) -> str | None:
+        """Why some collections do not serve their folder's latest commit (None: all do)."""
+        errors = [served.reload_error for served in self.collections.values() if served.reload_error]
+        return "; ".join(errors) or None
 
     def _shadow(self) -> Shadow | None:
         """The shadow A/B runner, if a shadow pipeline is set (its own score cache: see shadow.py)."""

@@ -41,14 +41,18 @@ class Gate:
         self.closed = False
         self._opened.set()
 
+    def passing(self, item: list[str]) -> None:
+        """Record `item` and, while the gate is closed, wait for `open()`."""
+        self.calls.append(item)
+        if self.closed:
+            self.entered.set()
+            assert self._opened.wait(WAIT), "the test never opened the gate"
+
     def wrap(self, encoder: BiEncoder) -> BiEncoder:
         encode = encoder.encode
 
         def gated(texts, kind, show_progress=False):
-            self.calls.append(list(texts))
-            if self.closed:
-                self.entered.set()
-                assert self._opened.wait(WAIT), "the test never opened the gate"
+            self.passing(list(texts))
             return encode(texts, kind, show_progress)
 
         encoder.encode = gated  # type: ignore[method-assign]
@@ -57,11 +61,13 @@ class Gate:
 
 @dataclass
 class Served:
-    """A running server: its base URL, app, the gate in front of its bi-encoder, and a client."""
+    """A running server: its base URL, app, the gates in front of its bi-encoder's calls and of its bi-encoder
+    loads (`loads.calls`: the names loaded, at startup and when a re-index names another model), a client."""
 
     url: str
     app: object
     gate: Gate
+    loads: Gate
     client: httpx.Client = field(repr=False)
 
     @property
@@ -85,11 +91,12 @@ def serving(collections, settings: ServiceSettings, cross_encoder_path: Path | N
 
     `loading`: the bi-encoder loads only once this event is set (and the server is handed over before).
     """
-    gate = Gate()
+    gate, loads = Gate(), Gate()
 
     def load_encoder(name: str) -> BiEncoder:
         if loading is not None:
             assert loading.wait(WAIT), "the test never let the models load"
+        loads.passing([name])
         return gate.wrap(BiEncoder.load(name))
 
     loader = ModelLoader(encoder=load_encoder,
@@ -108,9 +115,10 @@ def serving(collections, settings: ServiceSettings, cross_encoder_path: Path | N
             if loading is None:
                 wait_until(lambda: client.get("/ready").status_code == 200 or app.state.service.load_error, "models")
                 assert app.state.service.load_error is None, app.state.service.load_error
-            yield Served(url, app, gate, client)
+            yield Served(url, app, gate, loads, client)
         finally:
             gate.open()
+            loads.open()
             if loading is not None:
                 loading.set()
             server.should_exit = True
