@@ -25,31 +25,45 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["RunTimes", "expected_wait", "retry_after_seconds", "too_late_to_start", "would_time_out"]
+__all__ = ["RunTimes", "combined_spread", "expected_wait", "retry_after_seconds", "too_late_to_start",
+           "would_time_out"]
 
 
 @dataclass
 class RunTimes:
-    """Exponential moving averages of seconds per unit of work, by job kind.
+    """Exponential moving averages of seconds per unit of work, and of its deviation, by job kind.
 
-    >>> times = RunTimes(alpha=0.5)
+    As TCP estimates a round trip (RFC 6298): the mean, and the mean absolute deviation from it, so that
+    admission can keep a margin for jobs slower than average.
+
+    >>> times = RunTimes(alpha=0.5, beta=0.5)
     >>> times.expected("search", 2) is None
     True
     >>> times.observe("search", seconds=1.0, units=1); times.observe("search", seconds=4.0, units=2)
-    >>> times.expected("search", 2)
-    3.0
+    >>> times.expected("search", 2), times.spread("search", 2)
+    (3.0, 1.0)
     """
 
     alpha: float = 0.2  # weight of the newest measurement: recent enough to follow a model or load change
+    beta: float = 0.25  # the same for the deviation (RFC 6298's value)
     per_unit: dict[str, float] = field(default_factory=dict)
+    deviation: dict[str, float] = field(default_factory=dict)
 
     def observe(self, kind: str, seconds: float, units: float) -> None:
-        """Fold one measured run of `units` units of work into the kind's average."""
+        """Fold one measured run of `units` units of work into the kind's averages."""
         if units <= 0 or seconds < 0:
             return
         rate = seconds / units
         previous = self.per_unit.get(kind)
-        self.per_unit[kind] = rate if previous is None else previous + self.alpha * (rate - previous)
+        if previous is None:
+            self.per_unit[kind], self.deviation[kind] = rate, rate / 2  # RFC 6298's first sample
+            return
+        self.deviation[kind] += self.beta * (abs(rate - previous) - self.deviation[kind])
+        self.per_unit[kind] = previous + self.alpha * (rate - previous)
+
+    def spread(self, kind: str, units: float) -> float:
+        """The deviation of `units` of `kind` (0 before it was measured)."""
+        return self.deviation.get(kind, 0.0) * units
 
     def expected(self, kind: str, units: float) -> float | None:
         """Expected seconds for `units` of `kind`, or None before the kind was ever measured."""
@@ -74,20 +88,33 @@ def expected_wait(queued: Iterable[float | None], running_expected: float | None
 SLACK = 2.0  # how far past its deadline an estimate must point before a job that could start at once is refused
 
 
-def would_time_out(wait: float, run: float | None, timeout: float) -> bool:
+def would_time_out(wait: float, run: float | None, timeout: float, spread: float = 0.0) -> bool:
     """Whether to refuse a job now: waiting `wait` s, then running `run` s, would pass its `timeout`.
 
-    A job that would start at once (`wait` 0) is refused only when its own run is expected past SLACK x
-    its timeout: estimates are averages, it gets a try; far past, its result would surely come too late.
+    `spread` is the deviation of wait plus run (`combined_spread`); two of it are kept as a margin, so a
+    job admitted behind slower-than-average ones still ends in time. A job that would start at once
+    (`wait` 0) is refused only when its own run is expected past SLACK x its timeout: estimates are
+    averages, it gets a try; far past, its result would surely come too late.
 
     >>> would_time_out(20.0, 0.9, 30.0), would_time_out(29.5, 0.9, 30.0), would_time_out(29.5, None, 30.0)
     (False, True, False)
+    >>> would_time_out(20.0, 0.9, 30.0, spread=5.0)
+    True
     >>> would_time_out(0.0, 40.0, 30.0), would_time_out(0.0, 70.0, 30.0), would_time_out(1.0, 40.0, 30.0)
     (False, True, True)
     """
     if run is None:
         return False
-    return wait + run > (SLACK * timeout if wait <= 0 else timeout)
+    return wait + run + 2 * spread > (SLACK * timeout if wait <= 0 else timeout)
+
+
+def combined_spread(spreads: Iterable[float]) -> float:
+    """The deviation of a sum of independent run times: the root of the summed squares.
+
+    >>> combined_spread([3.0, 4.0])
+    5.0
+    """
+    return math.sqrt(sum(spread * spread for spread in spreads))
 
 
 def too_late_to_start(run: float | None, remaining: float, timeout: float) -> bool:

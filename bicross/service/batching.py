@@ -36,7 +36,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from bicross.service.admission import RunTimes, expected_wait, retry_after_seconds, too_late_to_start, would_time_out
+from bicross.service.admission import (
+    RunTimes,
+    combined_spread,
+    expected_wait,
+    retry_after_seconds,
+    too_late_to_start,
+    would_time_out,
+)
 
 __all__ = ["DeadlineExceeded", "ModelWorker", "Overloaded", "QueueFull", "ShuttingDown", "TooSlow", "estimate_tokens"]
 
@@ -53,10 +60,11 @@ class QueueFull(Exception):
 class Overloaded(QueueFull):
     """The work queued ahead would keep this request past its timeout: 429 at once, not a 504 later."""
 
-    def __init__(self, wait: float, run: float, timeout: float) -> None:
-        retry_after = retry_after_seconds(wait, run, timeout)
+    def __init__(self, wait: float, run: float, timeout: float, margin: float = 0.0) -> None:
+        retry_after = retry_after_seconds(wait + margin, run, timeout)
         Exception.__init__(self, f"the server is busy: the work queued ahead is expected to take {wait:.1f} s and "
-                           f"this request {run:.2f} s, past its timeout of {timeout:g} s; retry after {retry_after} s")
+                           f"this request {run:.2f} s (+{margin:.1f} s margin for slower runs), past its timeout of "
+                           f"{timeout:g} s; retry after {retry_after} s")
         self.retry_after = retry_after
 
 
@@ -128,6 +136,7 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self.run_times = RunTimes()
         self._running: tuple[float, float | None] | None = None  # (started at, expected seconds) of the model call
+        self._running_spread = 0.0
 
     @property
     def admitted(self) -> int:
@@ -223,20 +232,26 @@ class ModelWorker:
             if self._admitted >= self.max_queue:
                 raise QueueFull(self.max_queue, self.retry_after)
             run = self.run_times.expected(job.kind, job.units)
-            wait = self._expected_wait()
-            if run is not None and would_time_out(wait, run, job.timeout):
-                raise TooSlow(run, job.timeout) if wait <= 0 else Overloaded(wait, run, job.timeout)
+            wait, spread = self._expected_wait(job)
+            if run is not None and would_time_out(wait, run, job.timeout, spread):
+                raise TooSlow(run, job.timeout) if wait <= 0 else Overloaded(wait, run, job.timeout, 2 * spread)
             self._admitted += 1
             self._jobs.append(job)
             self._on_queue(self._admitted)
             self._ready.notify()
         return job.future
 
-    def _expected_wait(self) -> float:
-        """Under `_ready`: expected seconds until a job admitted now would start."""
-        queued = [self.run_times.expected(job.kind, job.units) for job in self._jobs]
+    def _expected_wait(self, job: _Job) -> tuple[float, float]:
+        """Under `_ready`: expected seconds until `job`, admitted now, would start, and the deviation of that
+        wait plus its own run (the running job's included whole: a cautious shortcut)."""
+        times = self.run_times
+        queued = [times.expected(waiting.kind, waiting.units) for waiting in self._jobs]
         started, expected = self._running if self._running is not None else (0.0, None)
-        return expected_wait(queued, expected, self._clock() - started)
+        spreads = [times.spread(waiting.kind, waiting.units) for waiting in self._jobs]
+        spreads.append(times.spread(job.kind, job.units))
+        if self._running is not None:
+            spreads.append(self._running_spread)
+        return expected_wait(queued, expected, self._clock() - started), combined_spread(spreads)
 
     def _finish(self, count: int) -> None:
         with self._ready:
@@ -337,6 +352,7 @@ class ModelWorker:
         started = self._clock()
         with self._ready:
             self._running = (started, self.run_times.expected(live[0].kind, units))
+            self._running_spread = self.run_times.spread(live[0].kind, units)
         if live[0].run is not None:
             results = [live[0].run()]
         else:
