@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bicross.service.admission import (
+    MARGIN,
     RunTimes,
     combined_spread,
     expected_wait,
@@ -234,7 +235,7 @@ class ModelWorker:
             run = self.run_times.expected(job.kind, job.units)
             wait, spread = self._expected_wait(job)
             if run is not None and would_time_out(wait, run, job.timeout, spread):
-                raise TooSlow(run, job.timeout) if wait <= 0 else Overloaded(wait, run, job.timeout, 2 * spread)
+                raise TooSlow(run, job.timeout) if wait <= 0 else Overloaded(wait, run, job.timeout, MARGIN * spread)
             self._admitted += 1
             self._jobs.append(job)
             self._on_queue(self._admitted)
